@@ -1,0 +1,3 @@
+from yoloswap.cli.app import run
+
+run()

@@ -1,0 +1,62 @@
+"""Backbones from timm: any model with ``feature_info``, levels chosen by their declared stride."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from yoloswap.backbones.adapter import LEVEL_STRIDES, FeatureBackbone
+from yoloswap.backbones.stages import group_stages
+from yoloswap.errors import UsageError
+
+
+def build_timm_backbone(model_name: str, layers: tuple[str, ...] | None, drop_path_rate: float,
+                        kwargs: dict[str, Any]) -> FeatureBackbone:
+    import timm
+
+    extra = dict(kwargs)
+    if drop_path_rate:
+        extra["drop_path_rate"] = drop_path_rate
+    try:
+        model = timm.create_model(model_name, pretrained=False, **extra)
+    except TypeError as exc:
+        raise UsageError(f"timm:{model_name} does not accept these settings ({exc})") from None
+    info = list(getattr(model, "feature_info", None) or [])
+    if not info:
+        raise UsageError(f"timm:{model_name} declares no feature levels (feature_info), so yoloswap cannot tap it")
+    reductions = [int(f["reduction"]) for f in info]
+    modules = [str(f["module"]) for f in info]
+    if layers is not None:
+        missing = [layer for layer in layers if layer not in modules]
+        if missing:
+            raise UsageError(f"timm:{model_name} has no feature level '{missing[0]}'; levels are {', '.join(modules)}")
+        indices = [modules.index(layer) for layer in layers]
+    else:
+        indices = [_last_index(reductions, s) for s in LEVEL_STRIDES]
+        if None in indices:
+            have = sorted(set(reductions))
+            raise UsageError(
+                f"timm:{model_name} gives features only at strides {have}; a YOLOv5 neck needs strides 8, 16 and 32"
+                + (" (a plain ViT keeps one stride throughout)" if len(have) == 1 else "")
+            )
+    stage_ends = [modules[i] if (i := _last_index(reductions, s)) is not None else None for s in (4, *LEVEL_STRIDES)]
+
+    if hasattr(model, "forward_intermediates") and hasattr(model, "prune_intermediate_layers"):
+        model.prune_intermediate_layers(indices, prune_norm=True, prune_head=True)
+
+        def extract(body, x):
+            return body.forward_intermediates(x, indices=indices, intermediates_only=True)
+
+        body = model
+    else:  # older timm models: timm's own feature wrapper
+        body = timm.create_model(model_name, pretrained=False, features_only=True, out_indices=indices, **extra)
+
+        def extract(body, x):
+            return body(x)
+
+    taps = [modules[i] for i in indices]
+    return FeatureBackbone(body, extract, taps, group_stages(body, stage_ends), "timm", model_name)
+
+
+def _last_index(reductions: list[int], stride: int) -> int | None:
+    hits = [i for i, r in enumerate(reductions) if r == stride]
+    return hits[-1] if hits else None

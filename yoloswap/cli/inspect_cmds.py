@@ -1,0 +1,172 @@
+"""Commands that look at backbones and models without training: list-backbones, probe-channels, info."""
+
+from __future__ import annotations
+
+from typing import Annotated, Optional
+
+import typer
+
+BackboneOpt = Annotated[
+    Optional[str],
+    typer.Option("--backbone", "-b", help="Preset name, preset YAML path, timm:NAME or torchvision:NAME."),
+]
+ImgSizeOpt = Annotated[str, typer.Option("--img-size", help="Input size: one int or HxW (multiples of 32).")]
+DeviceOpt = Annotated[str, typer.Option("--device", help="auto (CUDA when present), cpu, cuda, cuda:N or meta.")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON to stdout instead of a table.")]
+
+
+def list_backbones(
+    as_json: JsonOpt = False,
+) -> None:
+    """List the backbone presets with their probed channels, strides and sizes."""
+    from rich.table import Table
+
+    from yoloswap.cli.console import out, print_json
+    from yoloswap.presets import load_presets
+    from yoloswap.probe import cached_probe
+
+    rows = [(preset, cached_probe(preset, (640, 640))) for preset in load_presets()]  # meta-device probes
+    if as_json:
+        print_json(
+            [
+                {
+                    "name": p.name,
+                    "family": p.family,
+                    "description": p.description,
+                    "source": f"{p.model.source}:{p.model.name}",
+                    "weights": p.weights,
+                    "channels": list(r.channels),
+                    "strides": list(r.strides),
+                    "params": r.params,
+                }
+                for p, r in rows
+            ]
+        )
+        return
+    table = Table(title="yoloswap backbone presets (channels probed at 640×640)")
+    for col in ("name", "family", "source", "pretrained weights", "channels", "strides", "params"):
+        table.add_column(col, no_wrap=col != "pretrained weights", overflow="ellipsis", max_width=34)
+    for p, r in rows:
+        table.add_row(
+            p.name,
+            p.family,
+            f"{p.model.source}:{p.model.name}",
+            _short_weights(p.weights),
+            "/".join(map(str, r.channels)),
+            "/".join(map(str, r.strides)),
+            f"{r.params / 1e6:.1f}M",
+        )
+    out.print(table)
+    out.print(
+        "Any timm or torchvision classification model works too: [bold]--backbone timm:NAME[/] or "
+        "[bold]--backbone torchvision:NAME[/] (levels picked by measured stride); or a path to your own preset YAML."
+    )
+
+
+def probe_channels(
+    backbone: BackboneOpt = None,
+    img_size: ImgSizeOpt = "640",
+    device: DeviceOpt = "auto",
+    as_json: JsonOpt = False,
+) -> None:
+    """Send a dummy tensor through a backbone (or every preset) and report what comes out per level."""
+    from rich.table import Table
+
+    from yoloswap.cli.console import err, out, print_json
+    from yoloswap.presets import load_presets, resolve_backbone
+    from yoloswap.probe import parse_img_size, probe, resolve_device
+
+    size = parse_img_size(img_size)
+    resolve_device(device)  # fail early and clearly on a missing CUDA
+    presets = [resolve_backbone(backbone)] if backbone else load_presets()
+    results = []
+    for preset in presets:
+        with err.status(f"probing {preset.name} on {device} at {size[0]}x{size[1]}"):
+            results.append(probe(preset, size, device))
+    if as_json:
+        data = [r.to_dict() for r in results]
+        print_json(data[0] if backbone else data)
+        return
+    table = Table(title=f"Probed at {size[0]}×{size[1]}")
+    for col in ("backbone", "level", "channels", "stride", "feature map", "tap", "params", "device", "seconds"):
+        table.add_column(col)
+    for r in results:
+        for i, (c, s, shape, tap) in enumerate(zip(r.channels, r.strides, r.shapes, r.taps)):
+            first = i == 0
+            table.add_row(
+                r.backbone if first else "",
+                f"P{i + 3}",
+                str(c),
+                str(s),
+                f"{shape[2]}×{shape[3]}",
+                tap,
+                f"{r.params:,}" if first else "",
+                r.device if first else "",
+                f"{r.seconds:.2f}" if first else "",
+                end_section=i == 2,
+            )
+    out.print(table)
+
+
+def info(
+    backbone: BackboneOpt = None,
+    num_classes: Annotated[int, typer.Option("--num-classes", help="Number of object classes.")] = 80,
+    img_size: ImgSizeOpt = "640",
+    neck_width: Annotated[
+        Optional[str],
+        typer.Option("--neck-width", help="Neck width: a multiplier of the probed channels (0.5) or 3 channels (128,256,512)."),
+    ] = None,
+    weights: Annotated[
+        Optional[str], typer.Option("--weights", help="Backbone weights to load and report on (path, URL, none).")
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Parameters and GFLOPs of the assembled detector, per part, and the channels the probe measured."""
+    from rich.table import Table
+
+    from yoloswap.cli.console import err, out, print_json
+    from yoloswap.models.assemble import build_detector, describe_detector, parse_neck_width
+    from yoloswap.presets import resolve_backbone
+    from yoloswap.probe import parse_img_size
+
+    if not backbone:
+        raise typer.BadParameter("give --backbone NAME (see `yoloswap list-backbones`)", param_hint="--backbone")
+    if num_classes < 1:
+        raise typer.BadParameter(f"must be at least 1, got {num_classes}", param_hint="--num-classes")
+    preset = resolve_backbone(backbone)
+    size = parse_img_size(img_size)
+    with err.status(f"assembling {preset.name}"):
+        model, plan = build_detector(preset, num_classes, size, parse_neck_width(neck_width))
+        report = None
+        if weights is not None:
+            from yoloswap.backbones.weights import load_backbone_weights
+
+            report = load_backbone_weights(model.backbone, weights, preset, min_fraction=0.0)
+        summary = describe_detector(model, plan, size)
+    if report is not None:
+        summary["weights"] = report.to_dict()
+    if as_json:
+        print_json(summary)
+        return
+    table = Table(title=f"{preset.name} YOLOv5 detector, {num_classes} classes, {size[0]}×{size[1]}")
+    for col in ("part", "params", "GFLOPs"):
+        table.add_column(col, justify="right" if col != "part" else "left")
+    for part in ("backbone", "neck", "head"):
+        table.add_row(part, f"{summary['parts'][part]['params']:,}", f"{summary['parts'][part]['gflops']:.2f}")
+    table.add_row("[bold]total", f"[bold]{summary['params']:,}", f"[bold]{summary['gflops']:.2f}")
+    out.print(table)
+    out.print(
+        f"backbone channels {summary['channels']} at strides {summary['strides']}; "
+        f"neck out {summary['neck_channels']}, depth {summary['neck_depth']}"
+    )
+    if report is not None:
+        out.print(report.summary_line())
+
+
+def _short_weights(weights: str) -> str:
+    """URLs are long: show the host's short name and the file name."""
+    if weights.startswith(("http://", "https://")):
+        host = weights.split("/")[2]
+        label = {"download.openmmlab.com": "openmmlab", "github.com": "github"}.get(host, host)
+        return f"{label}: {weights.rsplit('/', 1)[-1]}"
+    return weights

@@ -1,0 +1,207 @@
+"""The probe: a dummy tensor through the backbone, the single source of channel truth.
+
+Everything after it (neck, head, ``info``, training) reads the channels and strides measured here; no channel
+number is ever written by hand. On the meta device the probe allocates nothing and computes nothing, so it is
+cheap enough to run every time a model is assembled.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from typing import TYPE_CHECKING
+
+from yoloswap.errors import UsageError, YoloswapError
+from yoloswap.presets import Preset
+
+if TYPE_CHECKING:  # torch is imported inside functions: a cached probe needs none of it
+    import torch
+
+    from yoloswap.backbones.adapter import FeatureBackbone
+
+LEVEL_STRIDES = (8, 16, 32)
+
+
+@dataclass(frozen=True)
+class ProbeResult:
+    backbone: str
+    channels: tuple[int, int, int]
+    strides: tuple[int, int, int]
+    shapes: tuple[tuple[int, int, int, int], ...]  # NCHW per level
+    img_size: tuple[int, int]
+    params: int
+    device: str
+    seconds: float  # build + forward
+    taps: tuple[str, ...]
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        for key in ("channels", "strides", "img_size", "taps"):
+            d[key] = list(d[key])
+        d["shapes"] = [list(s) for s in self.shapes]
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ProbeResult":
+        return cls(
+            backbone=d["backbone"],
+            channels=tuple(d["channels"]),
+            strides=tuple(d["strides"]),
+            shapes=tuple(tuple(s) for s in d["shapes"]),
+            img_size=tuple(d["img_size"]),
+            params=int(d["params"]),
+            device=d["device"],
+            seconds=float(d["seconds"]),
+            taps=tuple(d["taps"]),
+        )
+
+
+def resolve_device(device: str) -> "torch.device":
+    """``auto`` → CUDA when present, else CPU; ``cuda`` without CUDA is a clear error."""
+    import torch
+
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except RuntimeError:
+        raise UsageError(f"unknown device '{device}' (use auto, cpu, cuda, cuda:N or meta)") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise UsageError(f"--device {device} was asked for, but CUDA is not available on this machine")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise UsageError(f"--device {device}: only {torch.cuda.device_count()} CUDA device(s) here")
+    return dev
+
+
+def parse_img_size(value: str | int | tuple[int, int]) -> tuple[int, int]:
+    """``640`` or ``"640"`` → (640, 640); ``"512x384"`` → (512, 384) as (height, width)."""
+    if isinstance(value, tuple):
+        h, w = value
+    elif isinstance(value, int):
+        h = w = value
+    else:
+        parts = str(value).lower().replace("×", "x").split("x")
+        try:
+            nums = [int(p) for p in parts]
+        except ValueError:
+            raise UsageError(f"--img-size '{value}' is not an int or HxW (e.g. 640 or 512x384)") from None
+        if len(nums) not in (1, 2):
+            raise UsageError(f"--img-size '{value}' is not an int or HxW (e.g. 640 or 512x384)")
+        h, w = (nums[0], nums[0]) if len(nums) == 1 else nums
+    if h <= 0 or w <= 0 or h % 32 or w % 32:
+        raise UsageError(f"--img-size {h}x{w}: both sides must be positive multiples of 32 (the largest stride)")
+    return h, w
+
+
+def probe_backbone(backbone: "FeatureBackbone", img_size: tuple[int, int], name: str = "") -> ProbeResult:
+    """Measure ``backbone`` where it lives (its parameters' device); eval mode, no grad, mode restored."""
+    import torch
+
+    param = next(backbone.parameters(), None)
+    device = param.device if param is not None else torch.device("cpu")
+    h, w = img_size
+    was_training = backbone.training
+    backbone.eval()
+    start = time.perf_counter()
+    try:
+        with torch.no_grad():
+            feats = backbone(torch.zeros(1, 3, h, w, device=device))
+    finally:
+        backbone.train(was_training)
+    seconds = time.perf_counter() - start
+    return _result(backbone, feats, img_size, name, device, seconds)
+
+
+def probe(preset: Preset, img_size: tuple[int, int] = (640, 640), device: str = "auto") -> ProbeResult:
+    """Build ``preset``'s backbone on ``device`` and probe it; ``device="meta"`` builds and runs shapes only."""
+    import torch
+
+    from yoloswap.backbones.build import build_backbone
+
+    dev = resolve_device(device)
+    start = time.perf_counter()
+    with torch.device(dev):
+        backbone = build_backbone(preset)
+    result = probe_backbone(backbone, img_size, preset.name)
+    if dev.type == "cuda":
+        torch.cuda.synchronize(dev)
+    return _replace_seconds(result, time.perf_counter() - start)
+
+
+def cached_probe(preset: Preset, img_size: tuple[int, int] = (640, 640)) -> ProbeResult:
+    """A meta-device probe remembered on disk, keyed on the model spec and library versions.
+
+    ``list-backbones`` probes every preset; importing torch, torchvision and timm alone takes seconds, so a
+    repeat listing reads the measurements instead of importing them again. Any change to the preset's model
+    or to a library version measures afresh.
+    """
+    import hashlib
+    import json
+    from importlib import metadata
+
+    versions = {}
+    for lib in ("torch", "torchvision", "timm"):
+        try:
+            versions[lib] = metadata.version(lib)
+        except metadata.PackageNotFoundError:
+            versions[lib] = None
+    spec = {"model": preset.to_dict()["model"], "name": preset.name, "img": list(img_size), "v": versions, "fmt": 1}
+    key = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:24]
+    path = yoloswap_home() / "probe-cache" / f"{key}.json"
+    if path.is_file():
+        try:
+            return ProbeResult.from_dict(json.loads(path.read_text()))
+        except (ValueError, KeyError, TypeError):
+            pass  # a damaged cache entry is measured again
+    result = probe(preset, img_size, "meta")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(result.to_dict()))
+        tmp.replace(path)
+    except OSError:
+        pass  # a read-only home only costs speed
+    return result
+
+
+def yoloswap_home() -> Path:
+    """Cache root: ``$YOLOSWAP_HOME``, else ``~/.cache/yoloswap``."""
+    import os
+
+    return Path(os.environ.get("YOLOSWAP_HOME") or Path.home() / ".cache" / "yoloswap")
+
+
+def _result(backbone, feats, img_size, name, device, seconds) -> ProbeResult:
+    h, w = img_size
+    if len(feats) != 3:
+        raise YoloswapError(f"backbone '{name}' returned {len(feats)} feature levels, expected 3")
+    strides = []
+    for f, expected in zip(feats, LEVEL_STRIDES, strict=True):
+        fh, fw = f.shape[-2:]
+        if f.ndim != 4 or h // fh != w // fw:
+            raise YoloswapError(
+                f"backbone '{name}' level {len(strides)} has shape {tuple(f.shape)}, not an NCHW map of a {h}x{w} input"
+            )
+        strides.append(round(h / fh))
+    if tuple(strides) != LEVEL_STRIDES:
+        raise YoloswapError(f"backbone '{name}' levels have strides {strides}, expected {list(LEVEL_STRIDES)}")
+    return ProbeResult(
+        backbone=name,
+        channels=tuple(int(f.shape[1]) for f in feats),
+        strides=tuple(strides),
+        shapes=tuple(tuple(int(s) for s in f.shape) for f in feats),
+        img_size=(h, w),
+        params=sum(p.numel() for p in backbone.parameters()),
+        device=str(device),
+        seconds=seconds,
+        taps=backbone.taps,
+    )
+
+
+def _replace_seconds(result: ProbeResult, seconds: float) -> ProbeResult:
+    from dataclasses import replace
+
+    return replace(result, seconds=seconds)
