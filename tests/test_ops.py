@@ -1,0 +1,132 @@
+"""Box conversions, IoU, YOLOv5 decoding and NMS post-processing on hand-made cases."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from yoloswap import ops
+
+
+def test_xywh_xyxy_round_trip():
+    xywh = torch.tensor([[50.0, 40.0, 20.0, 10.0], [0.0, 0.0, 4.0, 6.0]])
+    xyxy = ops.xywh2xyxy(xywh)
+    assert xyxy.tolist() == [[40.0, 35.0, 60.0, 45.0], [-2.0, -3.0, 2.0, 3.0]]
+    assert torch.allclose(ops.xyxy2xywh(xyxy), xywh)
+    assert ops.xywh2xyxy(torch.zeros(2, 3, 4)).shape == (2, 3, 4)  # any leading shape
+
+
+def test_box_iou_pairwise():
+    a = torch.tensor([[0.0, 0.0, 10.0, 10.0]])
+    b = torch.tensor([[0.0, 0.0, 10.0, 10.0], [5.0, 0.0, 15.0, 10.0], [20.0, 20.0, 30.0, 30.0]])
+    assert torch.allclose(ops.box_iou(a, b), torch.tensor([[1.0, 50 / 150, 0.0]]))
+
+
+def test_ciou_of_identical_boxes_is_one_and_penalises_distance_and_shape():
+    box = torch.tensor([[5.0, 5.0, 4.0, 2.0]])
+    assert ops.bbox_ciou(box, box).item() == pytest.approx(1.0, abs=1e-5)
+    # Same size, shifted by 2 along x: IoU = 2*2 / (8+8-4) = 1/3; enclosing box 6x2, diagonal^2 40; centres 4 apart.
+    shifted = torch.tensor([[7.0, 5.0, 4.0, 2.0]])
+    assert ops.bbox_ciou(box, shifted).item() == pytest.approx(1 / 3 - 4 / 40, abs=1e-5)
+    # Same centre, different aspect: IoU = 4/8, plus the aspect term v*alpha.
+    tall = torch.tensor([[5.0, 5.0, 2.0, 4.0]])
+    iou = 4 / (8 + 8 - 4)
+    v = 4 / math.pi**2 * (math.atan(2 / 4) - math.atan(4 / 2)) ** 2
+    alpha = v / (v - iou + 1)
+    # enclosing 4x4, centres coincide -> no distance term
+    assert ops.bbox_ciou(box, tall).item() == pytest.approx(iou - v * alpha, abs=1e-5)
+
+
+def test_ciou_alpha_carries_no_gradient():
+    pred = torch.tensor([[5.0, 5.0, 3.0, 2.0]], requires_grad=True)
+    ops.bbox_ciou(pred, torch.tensor([[6.0, 5.0, 2.0, 4.0]])).sum().backward()
+    assert torch.isfinite(pred.grad).all()
+
+
+def one_level_output(h=4, w=4, na=1, nc=2, fill=-20.0):
+    """A raw level where every logit is very negative (sigmoid ~ 0)."""
+    return torch.full((1, na, h, w, 5 + nc), fill)
+
+
+def test_decode_formula_and_row_order():
+    anchors = torch.tensor([[[10.0, 20.0]], [[40.0, 30.0]]])  # two levels, one anchor each
+    p3 = one_level_output(h=4, w=4)
+    p4 = one_level_output(h=2, w=2)
+    p3[0, 0, 1, 2, :4] = 0.0  # sigmoid 0.5: xy = cell + 0.5, wh = anchor
+    p4[0, 0, 1, 0, :2] = 20.0  # sigmoid ~1: xy = cell + 1.5
+    p4[0, 0, 1, 0, 2:4] = 20.0  # wh = 4 * anchor
+    p4[0, 0, 1, 0, 4:] = 0.0
+    decoded = ops.decode([p3, p4], anchors, strides=(8, 16))
+    assert decoded.shape == (1, 16 + 4, 7) and decoded.dtype == torch.float32
+    # row = a*H*W + y*W + x within a level, levels concatenated
+    assert torch.allclose(decoded[0, 1 * 4 + 2, :4], torch.tensor([2.5 * 8, 1.5 * 8, 10.0, 20.0]))
+    assert torch.allclose(decoded[0, 16 + 1 * 2 + 0], torch.tensor([1.5 * 16, 2.5 * 16, 160.0, 120.0, 0.5, 0.5, 0.5]))
+    assert decoded[0, 0, 4].item() == pytest.approx(0.0, abs=1e-6)  # objectness sigmoided
+
+
+def detections(rows, num_classes=2):
+    """Decoded rows from (cx, cy, w, h, obj, class probabilities...)."""
+    return torch.tensor([rows], dtype=torch.float32).view(1, -1, 5 + num_classes)
+
+
+def test_postprocess_suppresses_overlapping_same_class_and_keeps_other_classes():
+    decoded = detections(
+        [
+            [50, 50, 20, 20, 0.9, 1.0, 0.0],  # class 0, best
+            [51, 50, 20, 20, 0.8, 1.0, 0.0],  # class 0, overlaps the best -> suppressed
+            [51, 50, 20, 20, 0.7, 0.0, 1.0],  # same place, class 1 -> kept
+            [150, 50, 20, 20, 0.6, 1.0, 0.0],  # class 0, far away -> kept
+        ]
+    )
+    (out,) = ops.postprocess(decoded, conf_thres=0.25, iou_thres=0.45)
+    assert out.shape == (3, 6)
+    assert out[:, 4].tolist() == pytest.approx([0.9, 0.7, 0.6])
+    assert out[:, 5].tolist() == [0.0, 1.0, 0.0]
+    assert out[0, :4].tolist() == [40.0, 40.0, 60.0, 60.0]
+
+
+def test_postprocess_score_is_objectness_times_class_and_thresholded():
+    decoded = detections(
+        [
+            [50, 50, 20, 20, 0.5, 0.6, 0.0],  # score 0.30 -> kept
+            [150, 50, 20, 20, 0.9, 0.2, 0.0],  # score 0.18 -> dropped
+            [250, 50, 20, 20, 0.2, 1.0, 0.0],  # objectness below threshold -> dropped
+        ]
+    )
+    (out,) = ops.postprocess(decoded, conf_thres=0.25, iou_thres=0.45)
+    assert out.shape == (1, 6)
+    assert out[0, 4].item() == pytest.approx(0.30)
+
+
+def test_postprocess_multi_label_keeps_each_class_above_threshold():
+    decoded = detections([[50, 50, 20, 20, 1.0, 0.8, 0.5]])
+    (multi,) = ops.postprocess(decoded, conf_thres=0.25, iou_thres=0.45, multi_label=True)
+    (single,) = ops.postprocess(decoded, conf_thres=0.25, iou_thres=0.45, multi_label=False)
+    assert sorted(multi[:, 5].tolist()) == [0.0, 1.0]
+    assert single[:, 5].tolist() == [0.0] and single[0, 4].item() == pytest.approx(0.8)
+
+
+def test_postprocess_max_det_keeps_the_best():
+    rows = [[50 + 30 * i, 50, 20, 20, 0.3 + 0.05 * i, 1.0, 0.0] for i in range(10)]  # disjoint boxes
+    (out,) = ops.postprocess(detections(rows), conf_thres=0.25, iou_thres=0.45, max_det=3)
+    assert out[:, 4].tolist() == pytest.approx([0.75, 0.7, 0.65])
+
+
+def test_postprocess_handles_batches_and_empty_images():
+    decoded = torch.cat((detections([[50, 50, 20, 20, 0.9, 1.0, 0.0]]), detections([[50, 50, 20, 20, 0.1, 1.0, 0.0]])))
+    first, second = ops.postprocess(decoded, ops.EVAL_CONF * 200, ops.EVAL_IOU)
+    assert first.shape == (1, 6) and second.shape == (0, 6)
+    (none,) = ops.postprocess(torch.zeros(1, 0, 7), ops.PREDICT_CONF, ops.PREDICT_IOU, multi_label=False)
+    assert none.shape == (0, 6)
+
+
+def test_threshold_constants():
+    assert (ops.EVAL_CONF, ops.EVAL_IOU, ops.PREDICT_CONF, ops.PREDICT_IOU, ops.MAX_DET) == (
+        0.001,
+        0.65,
+        0.25,
+        0.45,
+        300,
+    )

@@ -1,0 +1,153 @@
+"""Assembly: preset + classes + image size → probe → neck and head built to fit → detector.
+
+This is the only place where the parts meet. The backbone is built, the probe measures its channels, and the
+neck and head are sized from that measurement, so changing the backbone name is all it takes to get a working
+detector.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import torch
+
+from yoloswap.errors import UsageError
+from yoloswap.models.detector import Detector
+from yoloswap.models.head import COCO_ANCHORS, YOLOv5Head
+from yoloswap.models.neck import YOLOv5PAFPN
+from yoloswap.presets import Preset
+from yoloswap.probe import ProbeResult, probe_backbone
+
+NeckWidth = float | tuple[int, int, int]
+
+
+@dataclass(frozen=True)
+class DetectorPlan:
+    """Everything that decides the detector's shapes; saved in checkpoints to rebuild the model exactly."""
+
+    backbone_channels: tuple[int, int, int]
+    strides: tuple[int, int, int]
+    neck_channels: tuple[int, int, int]
+    neck_depth: int
+    num_classes: int
+    anchors: tuple[tuple[tuple[float, float], ...], ...] = COCO_ANCHORS
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        return {k: _lists(v) for k, v in d.items()}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "DetectorPlan":
+        return cls(
+            backbone_channels=tuple(d["backbone_channels"]),
+            strides=tuple(d["strides"]),
+            neck_channels=tuple(d["neck_channels"]),
+            neck_depth=int(d["neck_depth"]),
+            num_classes=int(d["num_classes"]),
+            anchors=tuple(tuple(tuple(float(v) for v in a) for a in level) for level in d["anchors"]),
+        )
+
+
+def parse_neck_width(text: str | None) -> NeckWidth | None:
+    """``--neck-width``: ``0.5`` (multiplier of the probed channels) or ``128,256,512`` (explicit)."""
+    if text is None or str(text).strip() == "":
+        return None
+    parts = [p for p in str(text).replace("[", "").replace("]", "").replace(" ", "").split(",") if p]
+    try:
+        if len(parts) == 1:
+            value = float(parts[0])
+            if value <= 0:
+                raise ValueError
+            return value
+        if len(parts) == 3:
+            chans = tuple(int(p) for p in parts)
+            if any(c <= 0 for c in chans):
+                raise ValueError
+            return chans  # type: ignore[return-value]
+    except ValueError:
+        pass
+    raise UsageError(f"--neck-width '{text}': give a positive multiplier (0.5) or three channel counts (128,256,512)")
+
+
+def neck_channels_for(probed: tuple[int, int, int], width: NeckWidth) -> tuple[int, int, int]:
+    """The neck's widths: explicit channels, or the probed ones times a multiplier (rounded up to ×8)."""
+    if isinstance(width, tuple):
+        return width
+    if width == 1.0:
+        return probed
+    return tuple(max(8, math.ceil(c * width / 8) * 8) for c in probed)  # type: ignore[return-value]
+
+
+def neck_depth_for(depth: float) -> int:
+    """C3 blocks per neck stage: YOLOv5 scales its 3 base blocks by the depth multiplier."""
+    return max(round(3 * depth), 1)
+
+
+def plan_detector(probed: ProbeResult | tuple[int, int, int], preset: Preset, num_classes: int,
+                  neck_width: NeckWidth | None = None) -> DetectorPlan:
+    channels = probed.channels if isinstance(probed, ProbeResult) else tuple(probed)
+    strides = probed.strides if isinstance(probed, ProbeResult) else (8, 16, 32)
+    if num_classes < 1:
+        raise UsageError(f"--num-classes must be at least 1, got {num_classes}")
+    width = preset.neck.width if neck_width is None else neck_width
+    return DetectorPlan(
+        backbone_channels=tuple(channels),
+        strides=tuple(strides),
+        neck_channels=neck_channels_for(tuple(channels), width),
+        neck_depth=neck_depth_for(preset.neck.depth),
+        num_classes=num_classes,
+    )
+
+
+def detector_from_plan(backbone: torch.nn.Module, plan: DetectorPlan, preset: Preset) -> Detector:
+    neck = YOLOv5PAFPN(plan.backbone_channels, plan.neck_channels, plan.neck_depth)
+    head = YOLOv5Head(neck.out_channels, plan.num_classes, plan.strides, plan.anchors)
+    return Detector(backbone, neck, head, preset.normalize.mean, preset.normalize.std)
+
+
+def build_detector(preset: Preset, num_classes: int, img_size: tuple[int, int] = (640, 640),
+                   neck_width: NeckWidth | None = None) -> tuple[Detector, DetectorPlan]:
+    """Build the backbone, probe it, size neck and head to the measurement. Respects ``torch.device(...)``."""
+    from yoloswap.backbones.build import build_backbone
+
+    backbone = build_backbone(preset)
+    # Channels do not depend on the input size; a small probe keeps assembly cheap even on CPU.
+    probe_size = (min(img_size[0], 128), min(img_size[1], 128))
+    result = probe_backbone(backbone, probe_size, preset.name)
+    plan = plan_detector(result, preset, num_classes, neck_width)
+    return detector_from_plan(backbone, plan, preset), plan
+
+
+def describe_detector(model: Detector, plan: DetectorPlan, img_size: tuple[int, int]) -> dict:
+    """Parameters and GFLOPs (2×MACs, at ``img_size``) of backbone, neck, head and total."""
+    from yoloswap.models.complexity import count_gflops, count_params
+
+    device = next(model.parameters()).device
+    x = torch.zeros(1, 3, *img_size, device=device)
+    with torch.no_grad():
+        feats = model.backbone(x)
+        neck_out = model.neck(feats)
+    parts = {
+        "backbone": {"params": count_params(model.backbone), "gflops": count_gflops(model.backbone, x)},
+        "neck": {"params": count_params(model.neck), "gflops": count_gflops(model.neck, (feats,))},
+        "head": {"params": count_params(model.head), "gflops": count_gflops(model.head, (neck_out,))},
+    }
+    total_params = count_params(model)
+    return {
+        "params": total_params,
+        "gflops": round(sum(p["gflops"] for p in parts.values()), 4),
+        "channels": list(plan.backbone_channels),
+        "strides": list(plan.strides),
+        "neck_channels": list(plan.neck_channels),
+        "neck_depth": plan.neck_depth,
+        "num_classes": plan.num_classes,
+        "img_size": list(img_size),
+        "parts": {k: {"params": v["params"], "gflops": round(v["gflops"], 4)} for k, v in parts.items()},
+    }
+
+
+def _lists(value):
+    if isinstance(value, (list, tuple)):
+        return [_lists(v) for v in value]
+    return value
