@@ -45,6 +45,23 @@ class FeatureBackbone(nn.Module):
         self.model_name = model_name
         self.strides = LEVEL_STRIDES
 
+    # Set by yoloswap.backbones.freeze.apply_freezing; class defaults mean "nothing frozen".
+    frozen_modules: tuple[str, ...] = ()  # names inside ``body`` kept in eval mode (frozen stages)
+    norm_eval: bool = False  # keep every BatchNorm of the body in eval mode (running statistics frozen)
+
+    def train(self, mode: bool = True) -> "FeatureBackbone":
+        """Like ``nn.Module.train``, but frozen stages (and, with ``norm_eval``, all BatchNorms) stay in eval mode,
+        so ``model.train()`` at the start of each epoch cannot unfreeze their statistics."""
+        super().train(mode)
+        if mode:
+            for name in self.frozen_modules:
+                self.body.get_submodule(name).eval()
+            if self.norm_eval:
+                for module in self.body.modules():
+                    if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                        module.eval()
+        return self
+
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         h, w = x.shape[-2:]
         feats = self._extract(self.body, x)
