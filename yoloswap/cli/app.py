@@ -10,7 +10,7 @@ import sys
 
 import typer
 
-from yoloswap.cli import inspect_cmds
+from yoloswap.cli import inspect_cmds, train_cmds
 
 app = typer.Typer(
     name="yoloswap",
@@ -23,24 +23,51 @@ app = typer.Typer(
 app.command("list-backbones")(inspect_cmds.list_backbones)
 app.command("probe-channels")(inspect_cmds.probe_channels)
 app.command("info")(inspect_cmds.info)
+train_cmds.register(app)
 
+
+
+def _cli_exceptions() -> tuple[tuple, tuple, tuple]:
+    """(exit, abort, usage-error) classes of typer and of the click it uses (vendored in newer typer)."""
+    exits, aborts, usage = [typer.Exit], [typer.Abort], []
+    try:
+        import click
+
+        exits.append(click.exceptions.Exit)
+        aborts.append(click.exceptions.Abort)
+        usage.append(click.ClickException)
+    except ImportError:
+        pass
+    try:
+        from typer._click import exceptions as vendored
+
+        usage.append(vendored.ClickException)
+    except ImportError:
+        pass
+    return tuple(exits), tuple(aborts), tuple(usage)
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; ``Error: ...`` and a non-zero exit instead of a traceback (unless ``YOLOSWAP_DEBUG=1``)."""
-    import click
-
     from yoloswap.errors import YoloswapError
 
+    exits, aborts, usage = _cli_exceptions()
     debug = os.environ.get("YOLOSWAP_DEBUG", "") not in ("", "0")
     try:
-        app(args=argv, standalone_mode=False)
-    except click.exceptions.Exit as exc:
+        # Without standalone mode typer returns an Exit's code (Ctrl-C gives 130) instead of raising it.
+        code = app(args=argv, standalone_mode=False)
+        if isinstance(code, int) and not isinstance(code, bool):
+            if code == 130:
+                print("Interrupted.", file=sys.stderr)
+            return code
+    except exits as exc:
+        if exc.exit_code == 130:
+            print("Interrupted.", file=sys.stderr)
         return exc.exit_code
-    except click.ClickException as exc:  # usage errors: bad option, missing argument
+    except usage as exc:  # bad option, missing argument: typer/click print their own usage message
         exc.show()
         return exc.exit_code
-    except click.exceptions.Abort:
+    except aborts:
         print("Aborted.", file=sys.stderr)
         return 130
     except KeyboardInterrupt:

@@ -122,6 +122,7 @@ def info(
     as_json: JsonOpt = False,
 ) -> None:
     """Parameters and GFLOPs of the assembled detector, per part, and the channels the probe measured."""
+    import torch
     from rich.table import Table
 
     from yoloswap.cli.console import err, out, print_json
@@ -135,7 +136,7 @@ def info(
         raise typer.BadParameter(f"must be at least 1, got {num_classes}", param_hint="--num-classes")
     preset = resolve_backbone(backbone)
     size = parse_img_size(img_size)
-    with err.status(f"assembling {preset.name}"):
+    with err.status(f"assembling {preset.name}"), torch.device("meta"):  # sizes and FLOPs need shapes only
         model, plan = build_detector(preset, num_classes, size, parse_neck_width(neck_width))
         report = None
         if weights is not None:

@@ -1,0 +1,136 @@
+"""The torch side: items, collate and a reproducible DataLoader whose labels stay on the objects."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from yoloswap.data.dataset import DetectionDataset, build_dataloader, collate
+from yoloswap.data.formats import Sample
+from yoloswap.data.transforms import AugmentConfig
+
+PALETTE = [(230, 40, 40), (40, 230, 40), (40, 40, 230)]  # class k is always drawn in PALETTE[k]
+STILL = dict(hsv_h=0.0, hsv_s=0.0, hsv_v=0.0, translate=0.0, scale=0.0, fliplr=0.0)  # augmentation that moves nothing
+
+
+def make_samples(tmp_path: Path, n: int = 6) -> list[Sample]:
+    """n PNGs of varied shapes, each with one or two solid rectangles on black (top-left, bottom-right)."""
+    rng = np.random.default_rng(0)
+    samples = []
+    for i in range(n):
+        w, h = int(rng.integers(64, 120)), int(rng.integers(64, 120))
+        img = np.zeros((h, w, 3), np.uint8)
+        bxs, cls = [], []
+        for k in range(1 + i % 2):
+            bw, bh = int(rng.integers(15, 30)), int(rng.integers(15, 30))
+            x1 = int(rng.integers(0, w // 2 - bw)) if k == 0 else w - bw - 2
+            y1 = int(rng.integers(0, h // 2 - bh)) if k == 0 else h - bh - 2
+            c = (i + k) % 3
+            img[y1 : y1 + bh, x1 : x1 + bw] = PALETTE[c]
+            bxs.append((x1, y1, x1 + bw, y1 + bh))
+            cls.append(c)
+        path = tmp_path / f"{i}.png"
+        Image.fromarray(img).save(path)
+        samples.append(Sample(path, 100 + i, w, h, np.array(bxs, np.float32), np.array(cls, np.int64),
+                              np.zeros(len(cls), bool)))  # fmt: skip
+    return samples
+
+
+def cxcywh_to_xyxy(labels: torch.Tensor) -> np.ndarray:
+    cx, cy, w, h = labels[:, 1:].numpy().T
+    return np.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], axis=1)
+
+
+def test_eval_item_is_letterboxed_and_its_meta_maps_back(tmp_path: Path) -> None:
+    img = np.zeros((40, 80, 3), np.uint8)
+    img[5:25, 10:30] = PALETTE[2]
+    Image.fromarray(img).save(tmp_path / "x.png")
+    sample = Sample(tmp_path / "x.png", 7, 80, 40, np.array([[10, 5, 30, 25], [0, 0, 80, 40]], np.float32),
+                    np.array([2, 1]), np.array([False, True]))  # fmt: skip
+    image, labels, meta = DetectionDataset([sample], 64, augment=False)[0]
+    assert image.shape == (3, 64, 64) and image.dtype == torch.uint8
+    assert meta["image_id"] == 7 and meta["orig_size"] == (40, 80) and meta["path"].endswith("x.png")
+    assert meta["ratio"] == pytest.approx(0.8) and meta["pad"] == (0, 16)
+    assert labels.dtype == torch.float32 and labels.shape == (1, 5)  # the crowd box is not a label
+    np.testing.assert_allclose(labels[0].numpy(), [2, 16, 28, 16, 16], atol=1e-4)
+    x1, y1, x2, y2 = cxcywh_to_xyxy(labels)[0]
+    (left, top), r = meta["pad"], meta["ratio"]
+    np.testing.assert_allclose([(x1 - left) / r, (y1 - top) / r, (x2 - left) / r, (y2 - top) / r], [10, 5, 30, 25])
+    assert image[:, :16].eq(114).all() and image[:, -16:].eq(114).all()  # grey bars above and below
+
+
+@pytest.mark.parametrize("mosaic", [0.0, 1.0])
+def test_training_labels_sit_on_the_objects(tmp_path: Path, mosaic: float) -> None:
+    aug = AugmentConfig(hsv_h=0.0, hsv_s=0.0, hsv_v=0.0, mosaic=mosaic, scale=0.4, translate=0.1)
+    ds = DetectionDataset(make_samples(tmp_path), 64, augment=True, aug=aug, seed=1)
+    seen = 0
+    for _ in range(3):
+        for i in range(len(ds)):
+            image, labels, _ = ds[i]
+            assert image.shape == (3, 64, 64)
+            pixels = image.permute(1, 2, 0).numpy().astype(int)  # (S, S, 3)
+            for (x1, y1, x2, y2), cls in zip(cxcywh_to_xyxy(labels), labels[:, 0].int().tolist()):
+                assert 0 <= x1 < x2 <= 64 and 0 <= y1 < y2 <= 64
+                inner = pixels[int(np.ceil(y1)) + 1 : int(y2) - 1, int(np.ceil(x1)) + 1 : int(x2) - 1]
+                if inner.size:
+                    close = np.abs(inner - np.array(PALETTE[cls])).max(axis=2) < 40
+                    assert close.mean() > 0.9
+                    seen += 1
+    assert seen > 10
+
+
+def test_collate_stacks_images_and_prefixes_batch_index(tmp_path: Path) -> None:
+    ds = DetectionDataset(make_samples(tmp_path, 3), 64, augment=False)
+    images, targets, metas = collate([ds[0], ds[1], ds[2]])
+    assert images.shape == (3, 3, 64, 64) and images.dtype == torch.uint8
+    assert targets.shape == (1 + 2 + 1, 6) and targets.dtype == torch.float32
+    assert targets[:, 0].tolist() == [0, 1, 1, 2]
+    assert [m["image_id"] for m in metas] == [100, 101, 102]
+
+
+def test_loader_batches_and_repeats_with_the_same_seed(tmp_path: Path) -> None:
+    ds = DetectionDataset(make_samples(tmp_path), 64, augment=True)
+
+    def run(seed: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        return [(im, tg) for im, tg, _ in build_dataloader(ds, 4, shuffle=True, workers=0, seed=seed)]
+
+    first, again, other = run(3), run(3), run(4)
+    assert [im.shape[0] for im, _ in first] == [4, 2]
+    assert first[0][0].shape == (4, 3, 64, 64) and first[0][1].shape[1] == 6
+    for (a, ta), (b, tb) in zip(first, again):
+        assert torch.equal(a, b) and torch.equal(ta, tb)
+    assert not torch.equal(first[0][0], other[0][0])
+    assert len(build_dataloader(ds, 4, shuffle=False, workers=0, seed=0, drop_last=True)) == 1
+
+
+def test_switching_mosaic_off_reaches_persistent_workers(tmp_path: Path) -> None:
+    samples = make_samples(tmp_path)
+    ds = DetectionDataset(samples, 64, augment=True, aug=AugmentConfig(**STILL, mosaic=1.0))
+    plain = DetectionDataset(samples, 64, augment=False)
+    loader = build_dataloader(ds, 3, shuffle=False, workers=2, seed=0)
+    assert loader.persistent_workers
+
+    def matches_plain() -> list[bool]:
+        return [
+            torch.equal(img, plain[i][0]) for k, (batch, _, _) in enumerate(loader) for i, img in
+            zip(range(3 * k, 3 * k + 3), batch)
+        ]  # fmt: skip
+
+    assert not all(matches_plain())  # mosaic on: four images per item
+    ds.mosaic_enabled = False
+    assert all(matches_plain())  # mosaic off, nothing else moves: the plain letterboxed image
+
+
+def test_workers_give_the_same_batches_for_the_same_seed(tmp_path: Path) -> None:
+    ds = DetectionDataset(make_samples(tmp_path), 64, augment=True)
+    runs = []
+    for _ in range(2):
+        loader = build_dataloader(ds, 2, shuffle=True, workers=2, seed=9)
+        runs.append([(im, tg) for im, tg, _ in loader])
+        del loader
+    for (a, ta), (b, tb) in zip(*runs):
+        assert torch.equal(a, b) and torch.equal(ta, tb)

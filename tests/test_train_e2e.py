@@ -1,0 +1,114 @@
+"""Train → val → predict through the CLI on data the test makes, in each format; resume an interrupted run."""
+
+from __future__ import annotations
+
+import copy
+import csv
+import json
+
+import pytest
+import torch
+
+from tests.make_data import coco_set, ultralytics_set
+from yoloswap.engine.checkpoint import load_checkpoint
+
+TINY = ["--backbone", "yolov5n", "--epochs", "1", "--img-size", "64", "--batch-size", "4", "--workers", "0",
+        "--device", "cpu"]
+
+
+@pytest.mark.parametrize("layout", ["ultralytics-list", "ultralytics-dict", "coco-sparse"])
+def test_train_one_epoch_then_val_and_predict(cli, tmp_path, layout):
+    if layout == "coco-sparse":
+        data = coco_set(tmp_path / "data")
+    else:
+        data = ultralytics_set(tmp_path / "data", names_as_dict=layout.endswith("dict"))
+    run = tmp_path / "run"
+    code, _, err = cli("train", *TINY, "--data", str(data), "--out", str(run))
+    assert code == 0, err
+    for name in ("config.yaml", "metrics.csv", "results.png", "weights/last.pt", "weights/best.pt"):
+        assert (run / name).is_file(), name
+    rows = list(csv.DictReader((run / "metrics.csv").open()))
+    assert [r["epoch"] for r in rows] == ["1"] and rows[0]["metrics/mAP50-95"] != ""
+
+    ckpt = load_checkpoint(run / "weights" / "last.pt")
+    assert ckpt["names"] == ["red", "green", "blue"]
+    if layout == "coco-sparse":
+        assert ckpt["category_ids"] == [3, 7, 11]
+
+    code, out, err = cli("val", "--weights", str(run / "weights" / "best.pt"), "--data", str(data), "--json",
+                         "--save-json", str(tmp_path / "preds.json"))
+    assert code == 0, err
+    metrics = json.loads(out)
+    assert 0.0 <= metrics["map"] <= metrics["map50"] <= 1.0
+    results = json.loads((tmp_path / "preds.json").read_text())
+    if layout == "coco-sparse" and results:
+        assert {r["category_id"] for r in results} <= {3, 7, 11}  # mapped back to the file's sparse ids
+
+    images = data.parent / ("val" if layout == "coco-sparse" else "images/val")
+    code, out, err = cli("predict", "--weights", str(run / "weights" / "last.pt"), "--source", str(images),
+                         "--out", str(tmp_path / "pred"), "--conf", "0.001")
+    assert code == 0, err
+    records = json.loads((tmp_path / "pred" / "predictions.json").read_text())
+    assert len(records) == 3
+    assert all({"image", "detections"} <= set(r) for r in records)
+    assert len(list((tmp_path / "pred").glob("*.jpg"))) == 3
+
+
+def test_an_existing_run_is_not_overwritten(cli, tmp_path):
+    data = ultralytics_set(tmp_path / "data", names_as_dict=False)
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "keep.txt").write_text("mine")
+    code, _, err = cli("train", *TINY, "--data", str(data), "--out", str(run))
+    assert code == 1 and "already exists" in err and "--resume" in err
+    assert (run / "keep.txt").read_text() == "mine"
+
+
+def test_interrupted_run_resumes_at_the_right_epoch_with_its_optimizer_state(cli, tmp_path, monkeypatch):
+    import yoloswap.engine.trainer as trainer
+
+    data = ultralytics_set(tmp_path / "data", names_as_dict=False)
+    run = tmp_path / "run"
+    real_epoch = trainer.train_one_epoch
+
+    def dies_in_second_epoch(run_state, loader, loss_fn, epoch, console):
+        if epoch == 1:
+            raise KeyboardInterrupt  # the user pressed Ctrl-C (or the machine went away) during epoch 2
+        return real_epoch(run_state, loader, loss_fn, epoch, console)
+
+    monkeypatch.setattr(trainer, "train_one_epoch", dies_in_second_epoch)
+    args = [a if a != "1" else "3" for a in TINY]  # 3 epochs
+    code, _, _ = cli("train", *args, "--data", str(data), "--out", str(run))
+    assert code == 130
+    saved = load_checkpoint(run / "weights" / "last.pt")
+    assert saved["epoch"] == 0  # the last completed epoch (0-based) survived the interruption
+
+    seen = {}
+
+    def records_state(run_state, loader, loss_fn, epoch, console):
+        if "epoch" not in seen:
+            seen["epoch"] = epoch
+            seen["optimizer"] = copy.deepcopy(run_state.optimizer.state_dict())  # before this epoch changes it
+        return real_epoch(run_state, loader, loss_fn, epoch, console)
+
+    monkeypatch.setattr(trainer, "train_one_epoch", records_state)
+    code, _, err = cli("train", "--resume", str(run), "--workers", "0", "--device", "cpu")
+    assert code == 0, err
+    assert seen["epoch"] == 1  # continued with the second epoch, not from scratch
+    before, after = saved["optimizer"], seen["optimizer"]
+    assert before["param_groups"] == after["param_groups"]
+    assert before["state"].keys() == after["state"].keys() and before["state"]
+    for k in before["state"]:
+        for name, value in before["state"][k].items():
+            assert torch.equal(torch.as_tensor(value), torch.as_tensor(after["state"][k][name])), (k, name)
+    rows = list(csv.DictReader((run / "metrics.csv").open()))
+    assert [r["epoch"] for r in rows] == ["1", "2", "3"]
+    assert load_checkpoint(run / "weights" / "last.pt")["epoch"] == 2
+
+
+def test_resume_of_a_finished_run_says_so(cli, tmp_path):
+    data = ultralytics_set(tmp_path / "data", names_as_dict=False)
+    run = tmp_path / "run"
+    assert cli("train", *TINY, "--data", str(data), "--out", str(run))[0] == 0
+    code, _, err = cli("train", "--resume", str(run), "--workers", "0")
+    assert code == 1 and "already finished" in err

@@ -1,0 +1,180 @@
+"""Samples → tensors: the torch Dataset, its collate function and a reproducible DataLoader.
+
+Training items go through mosaic (with probability ``aug.mosaic``) or a single letterboxed image, then random
+affine, HSV and flip (see :mod:`yoloswap.data.transforms`). Evaluation items are only letterboxed, and their
+``meta`` says how to map predictions back onto the original image.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler, get_worker_info
+
+from yoloswap.data import transforms as T
+from yoloswap.data.formats import Sample
+from yoloswap.data.images import read_image
+from yoloswap.errors import ConfigError, DataError
+
+
+class DetectionDataset(Dataset):
+    """Items ``(image uint8 (3, S, S) RGB, labels float32 (n, 5) [cls, cx, cy, w, h] pixels, meta)``.
+
+    ``meta``: ``image_id``, ``path``, ``orig_size`` (h, w), ``ratio`` and ``pad`` (left, top); for an evaluation
+    item ``x_orig = (x - pad_left) / ratio``. Crowd boxes never appear in ``labels``.
+
+    ``mosaic_enabled`` lives in shared memory so that switching mosaic off for the last epochs also reaches
+    persistent DataLoader workers (which hold their own copy of the dataset). Set it before starting the epoch.
+    """
+
+    def __init__(
+        self,
+        samples: Sequence[Sample],
+        img_size: int,
+        augment: bool,
+        aug: T.AugmentConfig | None = None,
+        seed: int = 0,
+    ) -> None:
+        if not samples:
+            raise DataError("the data set has no images")
+        if img_size <= 0:
+            raise ConfigError(f"image size must be positive, got {img_size}")
+        self.samples = tuple(samples)
+        self.img_size = img_size
+        self.augment = augment
+        self.aug = aug if aug is not None else T.AugmentConfig()
+        self._mosaic_flag = torch.ones(1, dtype=torch.bool).share_memory_()
+        self.reseed(seed)
+
+    @property
+    def mosaic_enabled(self) -> bool:
+        return bool(self._mosaic_flag.item())
+
+    @mosaic_enabled.setter
+    def mosaic_enabled(self, value: bool) -> None:
+        self._mosaic_flag.fill_(bool(value))
+
+    def reseed(self, seed: int) -> None:
+        """Restart this copy's augmentation random stream (each DataLoader worker gets its own seed)."""
+        self.rng = np.random.default_rng(seed)
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor, dict[str, Any]]:
+        sample = self.samples[index]
+        if self.augment:
+            img, boxes, classes, ratio, pad = self._train_item(index)
+        else:
+            resized, ratio = self._load(sample)
+            img, pad = T.pad_to_square(resized, self.img_size)
+            keep = ~sample.crowd
+            boxes = sample.boxes[keep] * ratio + np.array([pad[0], pad[1], pad[0], pad[1]], dtype=np.float32)
+            classes = sample.classes[keep]
+        labels = np.concatenate([classes[:, None].astype(np.float32), T.xyxy_to_cxcywh(boxes)], axis=1)  # (n, 5)
+        meta = {
+            "image_id": sample.image_id,
+            "path": str(sample.path),
+            "orig_size": (sample.height, sample.width),
+            "ratio": ratio,
+            "pad": pad,
+        }
+        image = torch.from_numpy(np.ascontiguousarray(img.transpose(2, 0, 1)))  # (3, S, S) uint8
+        return image, torch.from_numpy(labels.astype(np.float32).reshape(-1, 5)), meta
+
+    def _load(self, sample: Sample) -> tuple[np.ndarray, float]:
+        """Decode and resize so the long side is ``img_size``; returns the image and the gain."""
+        img = read_image(sample.path, apply_exif=sample.apply_exif)
+        if img.shape[:2] != (sample.height, sample.width):
+            raise DataError(
+                f"{sample.path}: image is {img.shape[1]}x{img.shape[0]} but was {sample.width}x{sample.height} "
+                "when the data set was scanned; delete the label cache and retry"
+            )
+        return T.resize_long_side(img, self.img_size)
+
+    def _load_targets(self, index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+        """Resized image with its non-crowd boxes scaled to match."""
+        sample = self.samples[index]
+        img, ratio = self._load(sample)
+        keep = ~sample.crowd
+        return img, sample.boxes[keep] * np.float32(ratio), sample.classes[keep], ratio
+
+    def _train_item(self, index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, float, tuple[int, int]]:
+        size, aug, rng = self.img_size, self.aug, self.rng
+        if self.mosaic_enabled and rng.random() < aug.mosaic:
+            picks = [index, *rng.integers(0, len(self.samples), size=3).tolist()]
+            tiles = []
+            for i in picks:
+                img, boxes, classes, _ = self._load_targets(i)
+                tiles.append((img, boxes, classes))
+            img, boxes, classes = T.mosaic4(tiles, rng, size)  # (2S, 2S, 3)
+            ratio, pad = self._load_ratio(index), (0, 0)  # meta only; mosaic items are not mapped back
+        else:
+            resized, boxes, classes, ratio = self._load_targets(index)
+            img, pad = T.pad_to_square(resized, size)
+            boxes = boxes + np.array([pad[0], pad[1], pad[0], pad[1]], dtype=np.float32)
+        img, boxes, classes = T.random_affine(img, boxes, classes, rng, aug, size)  # (S, S, 3)
+        img = T.augment_hsv(img, rng, aug.hsv_h, aug.hsv_s, aug.hsv_v)
+        if rng.random() < aug.fliplr:
+            img, boxes = T.hflip(img, boxes)
+        return img, boxes, classes, ratio, pad
+
+    def _load_ratio(self, index: int) -> float:
+        s = self.samples[index]
+        return self.img_size / max(s.width, s.height)
+
+
+def collate(
+    batch: Sequence[tuple[torch.Tensor, torch.Tensor, dict[str, Any]]],
+) -> tuple[torch.Tensor, torch.Tensor, list[dict[str, Any]]]:
+    """Stack images to (B, 3, S, S) uint8 and labels to (M, 6) float32 ``[batch_idx, cls, cx, cy, w, h]``."""
+    images = torch.stack([item[0] for item in batch])  # (B, 3, S, S)
+    targets = [
+        torch.cat([torch.full((len(labels), 1), float(i)), labels], dim=1)  # (n_i, 6)
+        for i, (_, labels, _) in enumerate(batch)
+    ]
+    return images, torch.cat(targets).reshape(-1, 6), [item[2] for item in batch]
+
+
+def _seed_worker(worker_id: int) -> None:
+    """Give each worker's dataset copy its own stream, derived from the loader's seeded generator."""
+    info = get_worker_info()
+    assert info is not None
+    info.dataset.reseed(info.seed % 2**63)
+
+
+def build_dataloader(
+    dataset: DetectionDataset,
+    batch_size: int,
+    shuffle: bool,
+    workers: int,
+    seed: int,
+    drop_last: bool = False,
+    sampler: Sampler | None = None,
+) -> DataLoader:
+    """A DataLoader whose order and augmentation repeat exactly for the same ``seed`` and worker count.
+
+    Workers are persistent (no re-fork and re-pickling of the samples each epoch). Pass a ``sampler`` (e.g. a
+    ``DistributedSampler``) instead of ``shuffle`` under DDP; give each rank a different ``seed``.
+    """
+    generator = torch.Generator()
+    generator.manual_seed(seed)
+    if workers == 0:
+        dataset.reseed(seed)
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=shuffle if sampler is None else False,
+        sampler=sampler,
+        num_workers=workers,
+        collate_fn=collate,
+        pin_memory=torch.cuda.is_available(),
+        drop_last=drop_last,
+        persistent_workers=workers > 0,
+        worker_init_fn=_seed_worker if workers > 0 else None,
+        generator=generator,
+    )
+

@@ -1,0 +1,55 @@
+"""Learning-rate and momentum over training: YOLOv5's warmup, then linear or cosine decay to ``lrf``·lr.
+
+Pure functions of (iteration, epoch) so that a resumed run lands on exactly the same values.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Schedule:
+    epochs: int
+    iters_per_epoch: int
+    lrf: float = 0.01
+    cosine: bool = False
+    warmup_epochs: float = 3.0
+    min_warmup_iters: int = 100
+    warmup_bias_lr: float = 0.1
+    warmup_momentum: float = 0.8
+    momentum: float = 0.937
+
+    @property
+    def warmup_iters(self) -> int:
+        """max(warmup epochs, ``min_warmup_iters``) iterations, but never more than half the run."""
+        total = self.epochs * self.iters_per_epoch
+        want = max(round(self.warmup_epochs * self.iters_per_epoch), self.min_warmup_iters)
+        return min(want, total // 2) if self.warmup_epochs > 0 else 0
+
+    def factor(self, epoch: int) -> float:
+        """Decay factor of the base lr at the start of ``epoch``."""
+        x = epoch / max(self.epochs, 1)
+        if self.cosine:
+            return ((1 - math.cos(x * math.pi)) / 2) * (self.lrf - 1) + 1
+        return (1 - x) * (1.0 - self.lrf) + self.lrf
+
+    def apply(self, optimizer, iteration: int, epoch: int) -> None:
+        """Set every group's lr (and momentum during warmup) for global ``iteration`` in ``epoch``."""
+        base = self.factor(epoch)
+        nw = self.warmup_iters
+        for group in optimizer.param_groups:
+            target = group["initial_lr"] * base
+            if iteration < nw:
+                start = self.warmup_bias_lr * group.get("lr_mult", 1.0) if group.get("kind") == "bias" else 0.0
+                group["lr"] = float(np.interp(iteration, [0, nw], [start, target]))
+                if "momentum" in group:
+                    group["momentum"] = float(np.interp(iteration, [0, nw], [self.warmup_momentum, self.momentum]))
+                elif "betas" in group:
+                    beta1 = float(np.interp(iteration, [0, nw], [self.warmup_momentum, self.momentum]))
+                    group["betas"] = (beta1, group["betas"][1])
+            else:
+                group["lr"] = target
