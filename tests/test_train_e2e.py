@@ -112,3 +112,20 @@ def test_resume_of_a_finished_run_says_so(cli, tmp_path):
     assert cli("train", *TINY, "--data", str(data), "--out", str(run))[0] == 0
     code, _, err = cli("train", "--resume", str(run), "--workers", "0")
     assert code == 1 and "already finished" in err
+
+
+def test_torchrun_with_two_processes_and_frozen_stages(tmp_path):
+    """The same code path under DDP (gloo on CPU): no unused-parameter error with frozen stages, one run folder."""
+    import os
+    import subprocess
+    import sys
+
+    data = ultralytics_set(tmp_path / "data", names_as_dict=False, n_train=8)
+    run = tmp_path / "run"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29533",
+           "-m", "yoloswap", "train", *TINY, "--data", str(data), "--out", str(run), "--frozen-stages", "1"]
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert (run / "weights" / "last.pt").is_file()
+    assert [r["epoch"] for r in csv.DictReader((run / "metrics.csv").open())] == ["1"]

@@ -21,6 +21,7 @@ import torch
 import yaml
 
 from yoloswap import __version__
+from yoloswap.engine import distributed
 from yoloswap.engine.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from yoloswap.engine.ema import ModelEMA, unwrap
 from yoloswap.engine.model_io import CHECKPOINT_FORMAT, is_detector_checkpoint
@@ -54,6 +55,7 @@ class Run:
     device: torch.device
     amp_dtype: torch.dtype | None
     accumulate: int
+    dist: distributed.Dist = distributed.Dist()
     start_epoch: int = 0
     best_fitness: float = -1.0
     last_metrics: dict = field(default_factory=dict)
@@ -104,7 +106,8 @@ def amp_dtype_for(device: torch.device, enabled: bool) -> torch.dtype | None:
     return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
 
 
-def build_run(options: TrainOptions, out: Path, log=print, resume_ckpt: dict | None = None) -> tuple[Run, Any]:
+def build_run(options: TrainOptions, out: Path, log=print, resume_ckpt: dict | None = None,
+              dist: distributed.Dist = distributed.Dist()) -> tuple[Run, Any]:
     """Model, data, optimizer and schedule for ``options``; restored from ``resume_ckpt`` when given."""
     from yoloswap.backbones.freeze import apply_freezing
     from yoloswap.data.dataset import DetectionDataset, build_dataloader
@@ -121,6 +124,7 @@ def build_run(options: TrainOptions, out: Path, log=print, resume_ckpt: dict | N
     device = resolve_device(options.device)
     if device.type == "meta":
         raise TrainingError("--device meta cannot train; use cpu or cuda")
+    device = distributed.setup(dist, device)
 
     # --- data: read and validated before any model work, so label errors stop the run at once
     data_yaml = Path(options.data) if options.data else builtin_data_yaml()
@@ -136,7 +140,14 @@ def build_run(options: TrainOptions, out: Path, log=print, resume_ckpt: dict | N
     aug = AugmentConfig(**dataclasses.asdict(options.augment))
     train_ds = DetectionDataset(train_split.samples, options.img_size, augment=True, aug=aug, seed=options.seed)
     val_ds = DetectionDataset(val_split.samples, options.img_size, augment=False)
-    train_loader = build_dataloader(train_ds, options.batch_size, True, options.workers, options.seed, drop_last=False)
+    sampler = None
+    if dist.enabled:  # each rank sees its own shard; --batch-size is the total over all ranks
+        from torch.utils.data.distributed import DistributedSampler
+
+        sampler = DistributedSampler(train_ds, dist.world_size, dist.rank, shuffle=True, seed=options.seed)
+    per_rank_batch = max(options.batch_size // dist.world_size, 1)
+    train_loader = build_dataloader(train_ds, per_rank_batch, True, options.workers, options.seed + dist.rank,
+                                    sampler=sampler)
     val_loader = build_dataloader(val_ds, options.batch_size, False, min(options.workers, 2), options.seed)
 
     # --- model: preset (+ overrides) → probe → neck/head fitted → weights → freezing
@@ -149,7 +160,11 @@ def build_run(options: TrainOptions, out: Path, log=print, resume_ckpt: dict | N
         model, plan = build_detector(preset, len(names), (options.img_size, options.img_size), options.neck_width)
     weights_report = None
     if resume_ckpt is None:
+        if not dist.main:
+            distributed.barrier(dist)  # rank 0 downloads into the cache first; the others then read it
         weights_report = _load_initial_weights(model, preset, options, log)
+        if dist.main:
+            distributed.barrier(dist)
     apply_freezing(model.backbone, preset.frozen_stages, preset.norm_eval)
     model.to(device, memory_format=torch.channels_last)  # faster convolutions on both CPU and GPU
 
@@ -173,10 +188,11 @@ def build_run(options: TrainOptions, out: Path, log=print, resume_ckpt: dict | N
         warmup_bias_lr=0.1 if opt_name == "sgd" else 0.0,
         momentum=preset.optimizer.momentum,
     )
+    ema = ModelEMA(model) if options.ema and dist.main else None
     run = Run(
-        options=options, out=out, preset=preset, plan=plan, names=names, category_ids=category_ids, model=model,
-        ema=ModelEMA(model) if options.ema else None, optimizer=optimizer, scaler=scaler, schedule=schedule,
-        device=device, amp_dtype=amp_dtype, accumulate=accumulate,
+        options=options, out=out, preset=preset, plan=plan, names=names, category_ids=category_ids,
+        model=distributed.wrap(dist, model, device), ema=ema, optimizer=optimizer, scaler=scaler,
+        schedule=schedule, device=device, amp_dtype=amp_dtype, accumulate=accumulate, dist=dist,
         weights_report=weights_report.to_dict() if weights_report is not None else None,
     )
     if resume_ckpt is not None:
@@ -241,7 +257,19 @@ def train(options: TrainOptions, out: Path | None = None, exist_ok: bool = False
     from rich.console import Console
 
     console = console or Console(stderr=True)
-    log = console.print
+    dist = distributed.from_env()
+    log = console.print if dist.main else (lambda *a, **k: None)
+    try:
+        return _train(options, out, exist_ok, resume, console, log, dist)
+    finally:
+        distributed.cleanup(dist)
+
+
+def _train(options: TrainOptions, out: Path | None, exist_ok: bool, resume: Path | None, console, log,
+           dist: distributed.Dist) -> dict:
+    from yoloswap.probe import resolve_device
+
+    distributed.setup(dist, resolve_device(options.device))  # join the group before ranks exchange anything
     resume_ckpt = None
     if resume is not None:
         resume, resume_ckpt = _resume_checkpoint(Path(resume))
@@ -251,10 +279,12 @@ def train(options: TrainOptions, out: Path | None = None, exist_ok: bool = False
         if int(resume_ckpt["epoch"]) + 1 >= options.epochs:
             raise TrainingError(f"{resume} already finished all {options.epochs} epochs; nothing to resume")
         log(f"resuming {out} from epoch {int(resume_ckpt['epoch']) + 2}/{options.epochs}")
-    else:
+    elif dist.main:
         out = claim_run_dir(out or new_run_dir(), exist_ok)
-    run, (train_loader, val_loader) = build_run(options, out, log, resume_ckpt)
-    _write_config(run)
+    out = distributed.broadcast(dist, out)
+    run, (train_loader, val_loader) = build_run(options, out, log, resume_ckpt, dist)
+    if dist.main:
+        _write_config(run)
     _log_setup(run, log, len(train_loader.dataset), len(val_loader.dataset))
 
     from yoloswap.losses import YOLOv5Loss
@@ -266,13 +296,17 @@ def train(options: TrainOptions, out: Path | None = None, exist_ok: bool = False
     epoch = run.start_epoch
     while epoch < epochs:
         train_loader.dataset.mosaic_enabled = epoch < epochs - options.close_mosaic
+        if dist.enabled:
+            train_loader.sampler.set_epoch(epoch)
         start = time.perf_counter()
         losses, img_per_s = train_one_epoch(run, train_loader, loss_fn, epoch, console)
         row = {"epoch": epoch + 1, "train/box_loss": losses[0], "train/obj_loss": losses[1],
                "train/cls_loss": losses[2], "train/img_per_s": img_per_s}
         row.update(_lr_columns(run.optimizer))
         final = epoch == epochs - 1
-        if (epoch + 1) % options.val_interval == 0 or final:
+        if not dist.main:
+            improved = False
+        elif (epoch + 1) % options.val_interval == 0 or final:
             metrics = _validate(run, val_loader, loss_fn, console, epoch, save_previews=final)
             row.update({"val/box_loss": metrics.get("val_box_loss"), "val/obj_loss": metrics.get("val_obj_loss"),
                         "val/cls_loss": metrics.get("val_cls_loss"), "metrics/mAP50": metrics["map50"],
@@ -284,28 +318,35 @@ def train(options: TrainOptions, out: Path | None = None, exist_ok: bool = False
         else:
             improved = False
         row["time/epoch_s"] = time.perf_counter() - start
-        _append_metrics(out / "metrics.csv", row)
-        _save(run, epoch, best=improved)
-        if run.last_metrics:
+        if dist.main:
+            _append_metrics(out / "metrics.csv", row)
+            _save(run, epoch, best=improved)
+        if dist.main and run.last_metrics:
             log(f"epoch {epoch + 1}/{epochs}: mAP@.5:.95 {run.last_metrics['map']:.4f}  mAP@.5 "
                 f"{run.last_metrics['map50']:.4f}  loss {sum(losses):.4f}  {img_per_s:.1f} img/s")
-        try:
-            from yoloswap.engine.plots import plot_results
-
-            plot_results(out / "metrics.csv", out / "results.png")
-        except Exception as exc:  # a plot must never end a run
-            log(f"[yellow]warning:[/] could not draw results.png ({exc})")
+        if dist.main:
+            _plot(out, log)
         epoch += 1
         if options.time is not None and epoch < epochs:
-            fitted = fit_epochs_to_time(options.time * 60, time.perf_counter() - budget_start,
-                                        epoch - run.start_epoch, epoch, epochs)
+            fitted = distributed.broadcast(dist, fit_epochs_to_time(
+                options.time * 60, time.perf_counter() - budget_start, epoch - run.start_epoch, epoch, epochs))
             if fitted != epochs:
                 log(f"--time {options.time:g} min: {fitted} epochs fit the budget (was {epochs})")
                 epochs = fitted
                 run.schedule = dataclasses.replace(run.schedule, epochs=epochs)
                 run.options = options = dataclasses.replace(options, epochs=epochs)
-    _summary(run, console)
+    if dist.main:
+        _summary(run, console)
     return run.last_metrics
+
+
+def _plot(out: Path, log) -> None:
+    try:
+        from yoloswap.engine.plots import plot_results
+
+        plot_results(out / "metrics.csv", out / "results.png")
+    except Exception as exc:  # a plot must never end a run
+        log(f"[yellow]warning:[/] could not draw results.png ({exc})")
 
 
 def fit_epochs_to_time(budget_s: float, spent_s: float, epochs_done_here: int, epoch: int, epochs: int) -> int:
@@ -332,7 +373,7 @@ def train_one_epoch(run: Run, loader, loss_fn, epoch: int, console) -> tuple[lis
     optimizer.zero_grad(set_to_none=True)
     columns = (TextColumn("[bold]epoch {task.fields[ep]}"), BarColumn(), MofNCompleteColumn(),
                TextColumn("{task.fields[stats]}"), TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn())
-    with Progress(*columns, console=console, transient=False) as progress:
+    with Progress(*columns, console=console, transient=False, disable=not run.dist.main) as progress:
         task = progress.add_task("train", total=nb, ep=f"{epoch + 1}/{run.options.epochs}", stats="")
         for i, (images, targets, _) in enumerate(loader):
             ni = i + nb * epoch
@@ -347,7 +388,7 @@ def train_one_epoch(run: Run, loader, loss_fn, epoch: int, console) -> tuple[lis
                     f"loss became {loss.item()} at epoch {epoch + 1}, batch {i + 1}; stopping. The last good "
                     f"checkpoint is {run.out / 'weights' / 'last.pt'}. Try a lower --lr, --no-amp, or check the labels"
                 )
-            run.scaler.scale(loss).backward()
+            run.scaler.scale(loss * run.dist.world_size).backward()  # DDP averages gradients over ranks
             if ni - last_step >= run.accumulate or i == nb - 1:
                 _optimizer_step(run)
                 last_step = ni
