@@ -129,3 +129,26 @@ def test_torchrun_with_two_processes_and_frozen_stages(tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert (run / "weights" / "last.pt").is_file()
     assert [r["epoch"] for r in csv.DictReader((run / "metrics.csv").open())] == ["1"]
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--epochs", "0"], "--epochs: must be at least 1"),
+        (["--img-size", "100"], "--img-size: must be a positive multiple of 32"),
+        (["--data", "/no/such/data.yaml"], "data YAML not found"),
+        (["--device", "meta"], "cannot train"),
+    ],
+)
+def test_bad_training_options_stop_with_one_line(cli, tmp_path, args, message):
+    code, _, err = cli("train", "--backbone", "yolov5n", "--out", str(tmp_path / "run"), *args)
+    assert code != 0 and message in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_a_malformed_label_line_stops_before_training_with_file_and_line(cli, tmp_path):
+    data = ultralytics_set(tmp_path / "data", names_as_dict=False)
+    (tmp_path / "data" / "labels" / "train" / "2.txt").write_text("0 0.5 0.5 0.2 0.2\n1 0.5 0.5 1.7 0.2\n")
+    code, _, err = cli("train", *TINY, "--data", str(data), "--out", str(tmp_path / "run"))
+    assert code == 1 and "2.txt:2:" in err
+    assert not (tmp_path / "run" / "weights" / "last.pt").exists()

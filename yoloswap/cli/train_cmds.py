@@ -72,8 +72,10 @@ def train(
 
     defaults = USER_DEFAULTS if data else BUILTIN_DEFAULTS
     options = TrainOptions(
-        backbone=backbone, data=data, epochs=epochs or defaults["epochs"], img_size=img_size or defaults["img_size"],
-        time=time_budget if time_budget is not None else (None if epochs else defaults["time"]),
+        backbone=backbone, data=data,
+        epochs=epochs if epochs is not None else defaults["epochs"],
+        img_size=img_size if img_size is not None else defaults["img_size"],
+        time=time_budget if time_budget is not None else (None if epochs is not None else defaults["time"]),
         batch_size=batch_size, nominal_batch=nominal_batch, device=device, workers=workers, seed=seed,
         weights=weights, neck_width=parse_neck_width(neck_width), optimizer=optimizer, lr=lr, weight_decay=weight_decay,
         lrf=lrf, cos_lr=cos_lr, warmup_epochs=warmup_epochs, backbone_lr_mult=backbone_lr_mult,
