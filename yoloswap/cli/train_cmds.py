@@ -66,7 +66,8 @@ def train(
 ) -> None:
     """Train a YOLOv5 detector on BACKBONE (the built-in data set unless --data is given)."""
     from yoloswap.cli.console import err
-    from yoloswap.engine.options import AugmentOptions, TrainOptions
+    from yoloswap.data.transforms import AugmentConfig
+    from yoloswap.engine.options import TrainOptions
     from yoloswap.engine.trainer import train as run_training
     from yoloswap.models.assemble import parse_neck_width
 
@@ -82,7 +83,7 @@ def train(
         frozen_stages=frozen_stages, norm_eval=norm_eval, drop_path_rate=drop_path_rate,
         close_mosaic=close_mosaic if close_mosaic is not None else defaults["close_mosaic"],
         val_interval=val_interval, ema=ema, amp=amp, min_weights_fraction=min_weights_fraction,
-        augment=AugmentOptions(mosaic=mosaic, degrees=degrees, translate=translate, scale=scale, shear=shear,
+        augment=AugmentConfig(mosaic=mosaic, degrees=degrees, translate=translate, scale=scale, shear=shear,
                                fliplr=fliplr, hsv_h=hsv_h, hsv_s=hsv_s, hsv_v=hsv_v),
     )
     run_training(options, out=out, exist_ok=exist_ok, resume=resume, console=err)

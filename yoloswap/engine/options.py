@@ -6,22 +6,8 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
+from yoloswap.data.transforms import AugmentConfig
 from yoloswap.errors import ConfigError
-
-
-@dataclass(frozen=True)
-class AugmentOptions:
-    """YOLOv5's training augmentation (see ``yoloswap.data.transforms.AugmentConfig``)."""
-
-    mosaic: float = 1.0
-    degrees: float = 0.0
-    translate: float = 0.1
-    scale: float = 0.5
-    shear: float = 0.0
-    fliplr: float = 0.5
-    hsv_h: float = 0.015
-    hsv_s: float = 0.7
-    hsv_v: float = 0.4
 
 
 @dataclass(frozen=True)
@@ -53,7 +39,7 @@ class TrainOptions:
     ema: bool = True
     amp: bool = True
     min_weights_fraction: float | None = None
-    augment: AugmentOptions = field(default_factory=AugmentOptions)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -68,7 +54,7 @@ class TrainOptions:
         if unknown:
             raise ConfigError(f"unknown training option(s) {sorted(unknown)}")
         values = dict(data)
-        values["augment"] = AugmentOptions(**values.get("augment", {}))
+        values["augment"] = AugmentConfig(**values.get("augment", {}))
         if isinstance(values.get("neck_width"), list):
             values["neck_width"] = tuple(values["neck_width"])
         return cls(**values)

@@ -113,7 +113,6 @@ def build_run(options: TrainOptions, out: Path, log=print, resume_ckpt: dict | N
     from yoloswap.data.dataset import DetectionDataset, build_dataloader
     from yoloswap.data.formats import load_data_config
     from yoloswap.data.synthetic import builtin_data_yaml
-    from yoloswap.data.transforms import AugmentConfig
     from yoloswap.engine.optim import build_optimizer
     from yoloswap.models.assemble import DetectorPlan, build_detector, detector_from_plan
     from yoloswap.presets import preset_from_dict, resolve_backbone
@@ -137,8 +136,8 @@ def build_run(options: TrainOptions, out: Path, log=print, resume_ckpt: dict | N
             log(f"[yellow]warning:[/] {split.name}: skipped {len(split.skipped)} unreadable image(s), e.g. {split.skipped[0]}")
     names = list(data.names)
     category_ids = list(data.category_ids) if data.category_ids else None
-    aug = AugmentConfig(**dataclasses.asdict(options.augment))
-    train_ds = DetectionDataset(train_split.samples, options.img_size, augment=True, aug=aug, seed=options.seed)
+    train_ds = DetectionDataset(train_split.samples, options.img_size, augment=True, aug=options.augment,
+                                seed=options.seed)
     val_ds = DetectionDataset(val_split.samples, options.img_size, augment=False)
     sampler = None
     if dist.enabled:  # each rank sees its own shard; --batch-size is the total over all ranks
