@@ -53,3 +53,7 @@ class Schedule:
                     group["betas"] = (beta1, group["betas"][1])
             else:
                 group["lr"] = target
+                if "momentum" in group:
+                    group["momentum"] = self.momentum
+                elif "betas" in group:
+                    group["betas"] = (self.momentum, group["betas"][1])

@@ -306,7 +306,7 @@ def _train(options: TrainOptions, out: Path | None, exist_ok: bool, resume: Path
         if not dist.main:
             improved = False
         elif (epoch + 1) % options.val_interval == 0 or final:
-            metrics = _validate(run, val_loader, loss_fn, console, epoch, save_previews=final)
+            metrics = _validate(run, val_loader, loss_fn, console, epoch)
             row.update({"val/box_loss": metrics.get("val_box_loss"), "val/obj_loss": metrics.get("val_obj_loss"),
                         "val/cls_loss": metrics.get("val_cls_loss"), "metrics/mAP50": metrics["map50"],
                         "metrics/mAP50-95": metrics["map"]})
@@ -349,14 +349,13 @@ def _plot(out: Path, log) -> None:
 
 
 def fit_epochs_to_time(budget_s: float, spent_s: float, epochs_done_here: int, epoch: int, epochs: int) -> int:
-    """Total epochs that fit ``budget_s`` at the pace so far: at least one more, never more than ``epochs``.
+    """Total epochs that fit ``budget_s`` at the pace so far (never more than ``epochs``; ``epoch`` = stop now).
 
-    The lr schedule is then refitted to the new total, so the decay still ends where training does, and the
-    last epoch (which saves the preview images) is known before it starts.
+    The lr schedule is then refitted to the new total, so the decay still ends where training does.
     """
     per_epoch = spent_s / max(epochs_done_here, 1)
     remaining = int(max(budget_s - spent_s, 0.0) // max(per_epoch, 1e-9))
-    return min(epochs, epoch + max(remaining, 1))
+    return min(epochs, epoch + remaining)
 
 
 def train_one_epoch(run: Run, loader, loss_fn, epoch: int, console) -> tuple[list[float], float]:
@@ -412,7 +411,8 @@ def _optimizer_step(run: Run) -> None:
         run.ema.update(run.model)
 
 
-def _validate(run: Run, loader, loss_fn, console, epoch: int, save_previews: bool) -> dict:
+def _validate(run: Run, loader, loss_fn, console, epoch: int) -> dict:
+    """COCO metrics of the EMA model; refreshes ``val_predictions.png`` (a few images with predicted boxes)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
     model = run.ema.module if run.ema is not None else unwrap(run.model)
@@ -420,8 +420,8 @@ def _validate(run: Run, loader, loss_fn, console, epoch: int, save_previews: boo
                   transient=True) as progress:
         task = progress.add_task("val", total=len(loader))
         result = evaluate(model, loader, run.names, run.category_ids, run.device, run.amp_dtype, loss_fn=loss_fn,
-                          previews=8 if save_previews else 0, on_batch=lambda: progress.advance(task))
-    if save_previews and result.previews:
+                          previews=8, on_batch=lambda: progress.advance(task))
+    if result.previews:
         from yoloswap.engine.plots import save_prediction_grid
 
         save_prediction_grid(result.previews, run.names, run.out / "val_predictions.png")
