@@ -15,7 +15,6 @@ from yoloswap.engine.evaluator import (
     EvalImage,
     coco_gt_dict,
     detections_to_coco,
-    evaluate_coco,
 )
 
 NAMES = ["cat", "dog", "bird"]

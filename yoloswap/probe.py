@@ -179,7 +179,7 @@ def _result(backbone, feats, img_size, name, device, seconds) -> ProbeResult:
     if len(feats) != 3:
         raise YoloswapError(f"backbone '{name}' returned {len(feats)} feature levels, expected 3")
     strides = []
-    for f, expected in zip(feats, LEVEL_STRIDES, strict=True):
+    for f in feats:
         fh, fw = f.shape[-2:]
         if f.ndim != 4 or h // fh != w // fw:
             raise YoloswapError(
