@@ -152,3 +152,34 @@ def test_a_malformed_label_line_stops_before_training_with_file_and_line(cli, tm
     code, _, err = cli("train", *TINY, "--data", str(data), "--out", str(tmp_path / "run"))
     assert code == 1 and "2.txt:2:" in err
     assert not (tmp_path / "run" / "weights" / "last.pt").exists()
+
+
+def test_fine_tuning_from_a_yoloswap_checkpoint_starts_from_its_weights(cli, tmp_path):
+    data = ultralytics_set(tmp_path / "data", names_as_dict=False)
+    first = tmp_path / "first"
+    assert cli("train", *TINY, "--data", str(data), "--out", str(first))[0] == 0
+    assert (first / "val_predictions.png").is_file()  # a few validation images with predicted boxes
+    source = load_checkpoint(first / "weights" / "last.pt")["ema"]
+    code, _, err = cli("train", *TINY, "--data", str(data), "--out", str(tmp_path / "second"),
+                       "--weights", str(first / "weights" / "last.pt"), "--lr", "1e-12", "--no-ema")
+    assert code == 0, err
+    assert "detector tensors from" in err
+    tuned = load_checkpoint(tmp_path / "second" / "weights" / "last.pt")["model"]
+    key = "head.convs.0.weight" if "head.convs.0.weight" in tuned else next(k for k in tuned if k.startswith("head."))
+    assert torch.allclose(tuned[key], source[key], atol=1e-4)  # lr ~0: still the first run's weights
+
+
+def test_a_non_finite_loss_stops_the_run_with_a_message(cli, tmp_path, monkeypatch):
+    import yoloswap.losses as losses
+
+    real_call = losses.YOLOv5Loss.__call__
+
+    def nan_loss(self, outputs, targets):
+        loss, items = real_call(self, outputs, targets)
+        return loss * float("nan"), items
+
+    monkeypatch.setattr(losses.YOLOv5Loss, "__call__", nan_loss)
+    data = ultralytics_set(tmp_path / "data", names_as_dict=False)
+    code, _, err = cli("train", *TINY, "--data", str(data), "--out", str(tmp_path / "run"))
+    assert code == 1
+    assert "loss became nan" in err and "stopping" in err

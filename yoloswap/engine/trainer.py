@@ -150,18 +150,18 @@ def build_run(options: TrainOptions, out: Path, log=print, resume_ckpt: dict | N
     val_loader = build_dataloader(val_ds, options.batch_size, False, min(options.workers, 2), options.seed)
 
     # --- model: preset (+ overrides) → probe → neck/head fitted → weights → freezing
-    if resume_ckpt is not None:
+    weights_report = None
+    if resume_ckpt is not None:  # the checkpoint's own preset and plan; its weights are restored below
         preset = preset_from_dict(resume_ckpt["config"]["preset"], origin="checkpoint preset")
         plan = DetectorPlan.from_dict(resume_ckpt["plan"])
         model = detector_from_plan(_build_backbone(preset), plan, preset)
     else:
-        preset = _with_overrides(resolve_backbone(options.backbone), options)
+        init_ckpt = _detector_checkpoint(options.weights)  # read once: decides how --weights is used
+        preset = _with_overrides(resolve_backbone(options.backbone), options, init_ckpt is not None)
         model, plan = build_detector(preset, len(names), (options.img_size, options.img_size), options.neck_width)
-    weights_report = None
-    if resume_ckpt is None:
         if not dist.main:
             distributed.barrier(dist)  # rank 0 downloads into the cache first; the others then read it
-        weights_report = _load_initial_weights(model, preset, options, log)
+        weights_report = _load_initial_weights(model, preset, options, init_ckpt, log)
         if dist.main:
             distributed.barrier(dist)
     apply_freezing(model.backbone, preset.frozen_stages, preset.norm_eval)
@@ -205,35 +205,38 @@ def _build_backbone(preset):
     return build_backbone(preset)
 
 
-def _with_overrides(preset, options: TrainOptions):
+def _with_overrides(preset, options: TrainOptions, fine_tune: bool):
     """CLI options override the preset's training controls; the result is what the run records."""
     changes = {}
     for name in ("frozen_stages", "norm_eval", "drop_path_rate"):
         value = getattr(options, name)
         if value is not None:
             changes[name] = value
-    if options.weights is not None and not _looks_like_detector_checkpoint(options.weights):
+    if options.weights is not None and not fine_tune:
         changes["weights"] = options.weights
     return dataclasses.replace(preset, **changes) if changes else preset
 
 
-def _looks_like_detector_checkpoint(weights: str) -> bool:
-    path = Path(weights)
-    if not path.is_file() or path.suffix != ".pt":
-        return False
+def _detector_checkpoint(weights: str | None) -> dict | None:
+    """``--weights`` as a yoloswap detector checkpoint (to fine-tune), or None when it is backbone weights.
+
+    A file that cannot be read is left to the backbone loader, whose error names what is wrong with it.
+    """
+    if weights is None or not Path(weights).is_file() or Path(weights).suffix != ".pt":
+        return None
     try:
-        return is_detector_checkpoint(load_checkpoint(path))
+        ckpt = load_checkpoint(Path(weights))
     except CheckpointError:
-        return False
+        return None
+    return ckpt if is_detector_checkpoint(ckpt) else None
 
 
-def _load_initial_weights(model, preset, options: TrainOptions, log):
+def _load_initial_weights(model, preset, options: TrainOptions, init_ckpt: dict | None, log):
     """A yoloswap checkpoint fine-tunes the whole detector; anything else is backbone weights."""
     from yoloswap.backbones.weights import load_backbone_weights
 
-    if options.weights is not None and _looks_like_detector_checkpoint(options.weights):
-        ckpt = load_checkpoint(Path(options.weights))
-        state = ckpt.get("ema") or ckpt["model"]
+    if init_ckpt is not None:
+        state = init_ckpt.get("ema") or init_ckpt["model"]
         own = model.state_dict()
         fitting = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
         model.load_state_dict(fitting, strict=False)
