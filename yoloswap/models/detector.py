@@ -52,6 +52,14 @@ class Detector(nn.Module):
         features = self.neck(features)  # 3 x (N, neck C_i, H/s_i, W/s_i)
         return self.head(features)  # 3 x (N, na, H/s_i, W/s_i, 5+nc)
 
+    def infer(self, images: torch.Tensor) -> torch.Tensor:
+        """The head-independent inference contract: (N, P, 4 + nc) rows [x1, y1, x2, y2 (input pixels), class
+        scores in [0, 1]...], before NMS. Export, benchmarks and every runtime read this, never a head's raw output.
+        """
+        decoded = ops.decode(self(images), self.head.anchors, self.head.stride_values)  # (N, P, 5+nc)
+        boxes = ops.xywh2xyxy(decoded[..., :4])
+        return torch.cat((boxes, decoded[..., 5:] * decoded[..., 4:5]), dim=-1)
+
     def predict(
         self,
         images: torch.Tensor,
