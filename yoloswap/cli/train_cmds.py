@@ -7,14 +7,21 @@ from typing import Annotated, Optional
 
 import typer
 
-# The built-in set is small and 256 px: by default it trains for at most 8 minutes (epochs refitted to the
-# budget), so the README's command finishes on a 2-core CPU, and without gradient accumulation, because in such a
-# short run every optimizer step counts (measured: 5-minute yolov5n mAP@.5:.95 0.013 with a nominal batch of 64,
-# 0.031 with 16; bench/learning.py). A user's data set gets YOLOv5's 640 px, 100 epochs, nominal batch 64.
-BUILTIN_DEFAULTS = {"img_size": 224, "epochs": 30, "time": 8.0, "nominal_batch": 16}
-USER_DEFAULTS = {"img_size": 640, "epochs": 100, "time": None, "nominal_batch": 64}
+from yoloswap.engine.options import BUILTIN_SET_DEFAULTS, HELP, default_of
 
 Opt = typer.Option
+
+
+def _help(name: str) -> str:
+    """An option's help from engine/options.py, with its default (and the built-in set's, where that differs)."""
+    default = default_of(name)
+    text = HELP[name]
+    if isinstance(default, bool) or (default is None and name not in BUILTIN_SET_DEFAULTS):
+        return text
+    shown = "none" if default is None else f"{default:g}" if isinstance(default, float) else default
+    if name in BUILTIN_SET_DEFAULTS:
+        return f"{text} (default {shown}; {BUILTIN_SET_DEFAULTS[name]:g} on the built-in set)"
+    return f"{text} (default {shown})"
 
 
 def register(app: typer.Typer) -> None:
@@ -25,71 +32,67 @@ def register(app: typer.Typer) -> None:
 
 
 def train(
-    backbone: Annotated[str, Opt("--backbone", "-b", help="Preset name, preset YAML, timm:NAME or torchvision:NAME.")] = "yolov5s",
-    data: Annotated[Optional[str], Opt("--data", help="Data YAML (Ultralytics or COCO). Default: the built-in synthetic set.")] = None,
-    epochs: Annotated[Optional[int], Opt(help="Epochs (default 30 on the built-in set, else 100).")] = None,
-    time_budget: Annotated[Optional[float], Opt("--time", help="Minutes to train; epochs are refitted to it (default 8 on the built-in set, else none).")] = None,
-    img_size: Annotated[Optional[int], Opt("--img-size", help="Training size, multiple of 32 (default 224 built-in, else 640).")] = None,
-    batch_size: Annotated[int, Opt("--batch-size", help="Images per step (gradients accumulate to --nominal-batch).")] = 16,
-    device: Annotated[str, Opt(help="auto, cpu, cuda or cuda:N.")] = "auto",
-    weights: Annotated[Optional[str], Opt(help="Backbone weights (path, file:// or https:// URL, torchvision://, timm://, none) or a yoloswap checkpoint to fine-tune. Default: the preset's.")] = None,
+    backbone: Annotated[Optional[str], Opt("--backbone", "-b", help=_help("backbone"))] = None,
+    data: Annotated[Optional[str], Opt("--data", help=_help("data"))] = None,
+    epochs: Annotated[Optional[int], Opt(help=_help("epochs"))] = None,
+    time_budget: Annotated[Optional[float], Opt("--time", help=_help("time"))] = None,
+    img_size: Annotated[Optional[int], Opt("--img-size", help=_help("img_size"))] = None,
+    batch_size: Annotated[Optional[int], Opt("--batch-size", help=_help("batch_size"))] = None,
+    device: Annotated[Optional[str], Opt(help=_help("device"))] = None,
+    weights: Annotated[Optional[str], Opt(help=_help("weights"))] = None,
     out: Annotated[Optional[Path], Opt("--out", help="Run folder (default runs/train/expN).")] = None,
     resume: Annotated[Optional[Path], Opt("--resume", help="Continue the run in this folder from its last checkpoint.")] = None,
     exist_ok: Annotated[bool, Opt("--exist-ok", help="Allow --out to be an existing run folder (overwrites it).")] = False,
-    workers: Annotated[int, Opt(help="DataLoader worker processes.")] = 2,
-    seed: Annotated[int, Opt(help="Random seed.")] = 0,
-    neck_width: Annotated[Optional[str], Opt("--neck-width", help="Neck width: multiplier of the probed channels or c3,c4,c5.")] = None,
-    optimizer: Annotated[Optional[str], Opt(help="sgd or adamw (default: the preset's recommendation).")] = None,
-    lr: Annotated[Optional[float], Opt(help="Base learning rate (default: the preset's).")] = None,
-    weight_decay: Annotated[Optional[float], Opt("--weight-decay", help="Weight decay at batch 64 (default: the preset's).")] = None,
-    lrf: Annotated[float, Opt(help="Final lr as a fraction of the base lr.")] = 0.01,
-    cos_lr: Annotated[bool, Opt("--cos-lr", help="Cosine instead of linear lr decay.")] = False,
-    warmup_epochs: Annotated[float, Opt("--warmup-epochs")] = 3.0,
-    nominal_batch: Annotated[Optional[int], Opt("--nominal-batch", help="Gradient accumulation target batch (default 16 built-in, else 64).")] = None,
-    backbone_lr_mult: Annotated[float, Opt("--backbone-lr-mult", help="Backbone lr = lr × this.")] = 1.0,
-    frozen_stages: Annotated[Optional[int], Opt("--frozen-stages", help="Freeze the stem and the first N stages (default: the preset's).")] = None,
-    norm_eval: Annotated[Optional[bool], Opt("--norm-eval/--no-norm-eval", help="Freeze backbone BatchNorm statistics (default: the preset's).")] = None,
-    drop_path_rate: Annotated[Optional[float], Opt("--drop-path-rate")] = None,
-    min_weights_fraction: Annotated[Optional[float], Opt("--min-weights-fraction", help="Stop unless this fraction of backbone tensors loaded (default 1.0).")] = None,
-    close_mosaic: Annotated[int, Opt("--close-mosaic", help="Turn mosaic off for the last N epochs.")] = 10,
-    val_interval: Annotated[int, Opt("--val-interval", help="Evaluate every N epochs (and after the last).")] = 1,
-    ema: Annotated[bool, Opt("--ema/--no-ema")] = True,
-    amp: Annotated[bool, Opt("--amp/--no-amp", help="Mixed precision on CUDA (bf16 where supported).")] = True,
-    mosaic: Annotated[float, Opt(help="Mosaic probability.")] = 1.0,
-    degrees: Annotated[float, Opt()] = 0.0,
-    translate: Annotated[float, Opt()] = 0.1,
-    scale: Annotated[float, Opt()] = 0.5,
-    shear: Annotated[float, Opt()] = 0.0,
-    fliplr: Annotated[float, Opt()] = 0.5,
-    hsv_h: Annotated[float, Opt("--hsv-h")] = 0.015,
-    hsv_s: Annotated[float, Opt("--hsv-s")] = 0.7,
-    hsv_v: Annotated[float, Opt("--hsv-v")] = 0.4,
+    workers: Annotated[Optional[int], Opt(help=_help("workers"))] = None,
+    seed: Annotated[Optional[int], Opt(help=_help("seed"))] = None,
+    neck_width: Annotated[Optional[str], Opt("--neck-width", help=_help("neck_width"))] = None,
+    optimizer: Annotated[Optional[str], Opt(help=_help("optimizer"))] = None,
+    lr: Annotated[Optional[float], Opt(help=_help("lr"))] = None,
+    weight_decay: Annotated[Optional[float], Opt("--weight-decay", help=_help("weight_decay"))] = None,
+    lrf: Annotated[Optional[float], Opt(help=_help("lrf"))] = None,
+    cos_lr: Annotated[bool, Opt("--cos-lr", help=_help("cos_lr"))] = default_of("cos_lr"),
+    warmup_epochs: Annotated[Optional[float], Opt("--warmup-epochs", help=_help("warmup_epochs"))] = None,
+    nominal_batch: Annotated[Optional[int], Opt("--nominal-batch", help=_help("nominal_batch"))] = None,
+    backbone_lr_mult: Annotated[Optional[float], Opt("--backbone-lr-mult", help=_help("backbone_lr_mult"))] = None,
+    frozen_stages: Annotated[Optional[int], Opt("--frozen-stages", help=_help("frozen_stages"))] = None,
+    norm_eval: Annotated[Optional[bool], Opt("--norm-eval/--no-norm-eval", help=_help("norm_eval"))] = None,
+    drop_path_rate: Annotated[Optional[float], Opt("--drop-path-rate", help=_help("drop_path_rate"))] = None,
+    min_weights_fraction: Annotated[Optional[float], Opt("--min-weights-fraction", help=_help("min_weights_fraction"))] = None,
+    close_mosaic: Annotated[Optional[int], Opt("--close-mosaic", help=_help("close_mosaic"))] = None,
+    val_interval: Annotated[Optional[int], Opt("--val-interval", help=_help("val_interval"))] = None,
+    ema: Annotated[bool, Opt("--ema/--no-ema", help=_help("ema"))] = default_of("ema"),
+    amp: Annotated[bool, Opt("--amp/--no-amp", help=_help("amp"))] = default_of("amp"),
+    compile_model: Annotated[bool, Opt("--compile", help=_help("compile"))] = default_of("compile"),
+    mosaic: Annotated[Optional[float], Opt(help=_help("mosaic"))] = None,
+    degrees: Annotated[Optional[float], Opt(help=_help("degrees"))] = None,
+    translate: Annotated[Optional[float], Opt(help=_help("translate"))] = None,
+    scale: Annotated[Optional[float], Opt(help=_help("scale"))] = None,
+    shear: Annotated[Optional[float], Opt(help=_help("shear"))] = None,
+    fliplr: Annotated[Optional[float], Opt(help=_help("fliplr"))] = None,
+    hsv_h: Annotated[Optional[float], Opt("--hsv-h", help=_help("hsv_h"))] = None,
+    hsv_s: Annotated[Optional[float], Opt("--hsv-s", help=_help("hsv_s"))] = None,
+    hsv_v: Annotated[Optional[float], Opt("--hsv-v", help=_help("hsv_v"))] = None,
 ) -> None:
     """Train a YOLOv5 detector on BACKBONE (the built-in data set unless --data is given)."""
     from yoloswap.cli.console import err
-    from yoloswap.data.transforms import AugmentConfig
+    from yoloswap.cli.progress import RichProgress
     from yoloswap.engine.options import TrainOptions
     from yoloswap.engine.trainer import train as run_training
     from yoloswap.models.assemble import parse_neck_width
 
-    defaults = USER_DEFAULTS if data else BUILTIN_DEFAULTS
-    options = TrainOptions(
-        backbone=backbone, data=data,
-        epochs=epochs if epochs is not None else defaults["epochs"],
-        img_size=img_size if img_size is not None else defaults["img_size"],
-        time=time_budget if time_budget is not None else (None if epochs is not None else defaults["time"]),
-        batch_size=batch_size,
-        nominal_batch=nominal_batch if nominal_batch is not None else defaults["nominal_batch"],
-        device=device, workers=workers, seed=seed,
-        weights=weights, neck_width=parse_neck_width(neck_width), optimizer=optimizer, lr=lr, weight_decay=weight_decay,
-        lrf=lrf, cos_lr=cos_lr, warmup_epochs=warmup_epochs, backbone_lr_mult=backbone_lr_mult,
-        frozen_stages=frozen_stages, norm_eval=norm_eval, drop_path_rate=drop_path_rate,
-        close_mosaic=close_mosaic,
-        val_interval=val_interval, ema=ema, amp=amp, min_weights_fraction=min_weights_fraction,
-        augment=AugmentConfig(mosaic=mosaic, degrees=degrees, translate=translate, scale=scale, shear=shear,
-                               fliplr=fliplr, hsv_h=hsv_h, hsv_s=hsv_s, hsv_v=hsv_v),
+    # Options not given stay None here, and TrainOptions supplies the defaults (engine/options.py, their one home).
+    given = dict(
+        backbone=backbone, epochs=epochs, time=time_budget, img_size=img_size, batch_size=batch_size,
+        nominal_batch=nominal_batch, device=device, workers=workers, seed=seed, weights=weights,
+        neck_width=parse_neck_width(neck_width), optimizer=optimizer, lr=lr, weight_decay=weight_decay, lrf=lrf,
+        cos_lr=cos_lr, warmup_epochs=warmup_epochs, backbone_lr_mult=backbone_lr_mult, frozen_stages=frozen_stages,
+        norm_eval=norm_eval, drop_path_rate=drop_path_rate, close_mosaic=close_mosaic, val_interval=val_interval,
+        ema=ema, amp=amp, compile=compile_model, min_weights_fraction=min_weights_fraction,
+        mosaic=mosaic, degrees=degrees, translate=translate, scale=scale, shear=shear, fliplr=fliplr,
+        hsv_h=hsv_h, hsv_s=hsv_s, hsv_v=hsv_v,
     )
-    run_training(options, out=out, exist_ok=exist_ok, resume=resume, console=err)
+    options = TrainOptions.for_data(data, given)
+    run_training(options, out=out, exist_ok=exist_ok, resume=resume, console=err, progress=RichProgress(err))
 
 
 def val(

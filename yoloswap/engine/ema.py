@@ -26,14 +26,21 @@ class ModelEMA:
 
     @torch.no_grad()
     def update(self, model: nn.Module) -> None:
+        """One averaging step: two ``torch._foreach_*`` calls over all float tensors (a few kernels in all, not
+        two per tensor), integer buffers copied. Never reads a value back to the host."""
         self.updates += 1
         d = self.current_decay()
         source = unwrap(model).state_dict()
+        mine, theirs = [], []
         for key, value in self.module.state_dict().items():
             if value.dtype.is_floating_point:
-                value.mul_(d).add_(source[key].detach(), alpha=1 - d)
+                mine.append(value)
+                theirs.append(source[key].detach())
             else:
                 value.copy_(source[key])
+        if mine:
+            torch._foreach_mul_(mine, d)
+            torch._foreach_add_(mine, theirs, alpha=1 - d)
 
 
 def unwrap(model: nn.Module) -> nn.Module:

@@ -12,12 +12,75 @@ Groups carry ``initial_lr``, ``lr_mult`` and ``kind`` for the warmup and the sch
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass
+
 import torch
 from torch import nn
 
 from yoloswap.errors import ConfigError
 
 KINDS = ("decay", "no_decay", "bias")
+SHORT_RUN_STEPS = 10_000  # at most this many optimizer steps: AdamW learns more per step (Ultralytics' `auto`)
+
+
+@dataclass(frozen=True)
+class OptimizerChoice:
+    """The optimizer a run trains with, resolved from ``--optimizer``/``--lr`` and the preset, and why."""
+
+    name: str
+    lr: float
+    momentum: float  # SGD momentum, or AdamW's beta1
+    reason: str
+
+    @property
+    def warmup_bias_lr(self) -> float:
+        """YOLOv5 warms SGD biases down from 0.1; AdamW biases warm up from 0 like the other weights."""
+        return 0.1 if self.name == "sgd" else 0.0
+
+
+def optimizer_steps(images: int, batch_size: int, nominal_batch: int, epochs: int) -> int:
+    """Optimizer steps of a run: one per nominal batch (or per batch, when that is larger), every epoch."""
+    return math.ceil(images / max(batch_size, nominal_batch)) * epochs
+
+
+def short_run_adamw_lr(num_classes: int) -> float:
+    """Ultralytics' AdamW lr for short runs of CNN recipes: 0.002·5/(4 + classes), 0.001 at 6 classes."""
+    return round(0.002 * 5 / (4 + num_classes), 6)
+
+
+def choose_optimizer(requested: str, lr: float | None, preset_optimizer, num_classes: int, steps: int,
+                     steps_note: str = "") -> OptimizerChoice:
+    """``auto`` picks by run length; an explicit optimizer or lr always wins.
+
+    - ``auto`` without ``--lr``: at most :data:`SHORT_RUN_STEPS` steps → AdamW (beta1 0.9, no bias warmup) at the
+      preset's own lr when the preset already recommends AdamW, else at :func:`short_run_adamw_lr`; longer runs →
+      the preset's recipe (SGD for the CNN presets).
+    - ``auto`` with ``--lr``: the preset's optimizer at that lr (the recipe the lr was tuned for).
+    - ``sgd``/``adamw``: that optimizer; lr and momentum from the preset when it recommends the same optimizer,
+      else from the recipe ``auto`` would use for it.
+    """
+    preset_name = preset_optimizer.name
+    if requested == "auto" and lr is None:
+        if steps <= SHORT_RUN_STEPS:
+            name, why = "adamw", f"auto: {steps:,} optimizer steps{steps_note} ≤ {SHORT_RUN_STEPS:,}, a short run"
+        else:
+            name, why = preset_name, f"auto: {steps:,} optimizer steps{steps_note} > {SHORT_RUN_STEPS:,}, " \
+                                     "the preset's recipe"
+    elif requested == "auto":
+        name, why = preset_name, "--lr given: the preset's optimizer"
+    else:
+        name, why = requested, f"--optimizer {requested}"
+    if name == preset_name:
+        chosen_lr, momentum = preset_optimizer.lr, preset_optimizer.momentum
+    elif name == "adamw":
+        chosen_lr, momentum = short_run_adamw_lr(num_classes), 0.9
+    else:
+        chosen_lr, momentum = 0.01, 0.937  # YOLOv5's SGD recipe
+    if lr is not None:
+        chosen_lr = lr
+        why += f", --lr {lr:g}"
+    return OptimizerChoice(name, chosen_lr, momentum, why)
 
 
 def param_kind(name: str, param: torch.Tensor) -> str:
@@ -79,6 +142,9 @@ def build_optimizer(
         )
     if not groups:
         raise ConfigError("the model has no trainable parameters (is everything frozen?)")
+    # One kernel per update for all parameters of a group (fused) on CUDA, instead of several per tensor.
+    on_cuda = all(p.is_cuda for g in groups for p in g["params"])
+    speed = {"fused": True} if on_cuda else {"foreach": None}
     if name == "sgd":
-        return torch.optim.SGD(groups, lr=lr, momentum=momentum, nesterov=momentum > 0)
-    return torch.optim.AdamW(groups, lr=lr, betas=(momentum, 0.999))
+        return torch.optim.SGD(groups, lr=lr, momentum=momentum, nesterov=momentum > 0, **speed)
+    return torch.optim.AdamW(groups, lr=lr, betas=(momentum, 0.999), **speed)

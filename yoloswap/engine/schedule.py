@@ -1,4 +1,5 @@
-"""Learning-rate and momentum over training: YOLOv5's warmup, then linear or cosine decay to ``lrf``·lr.
+"""Learning rate, momentum and gradient accumulation over training: YOLOv5's warmup, then linear or cosine decay to
+``lrf``·lr.
 
 Pure functions of (iteration, epoch) so that a resumed run lands on exactly the same values.
 """
@@ -22,6 +23,7 @@ class Schedule:
     warmup_bias_lr: float = 0.1
     warmup_momentum: float = 0.8
     momentum: float = 0.937
+    accumulate: float = 1.0  # nominal batch / batch: batches per optimizer step once warmup is over
 
     @property
     def warmup_iters(self) -> int:
@@ -36,6 +38,13 @@ class Schedule:
         if self.cosine:
             return ((1 - math.cos(x * math.pi)) / 2) * (self.lrf - 1) + 1
         return (1 - x) * (1.0 - self.lrf) + self.lrf
+
+    def accumulate_at(self, iteration: int) -> int:
+        """Batches per optimizer step at global ``iteration``: from 1 up to ``accumulate`` during warmup (small,
+        frequent steps while the weights move fast, as YOLOv5's train.py), then ``round(accumulate)``."""
+        nw = self.warmup_iters
+        target = self.accumulate if iteration >= nw else float(np.interp(iteration, [0, nw], [1.0, self.accumulate]))
+        return max(1, round(target))
 
     def apply(self, optimizer, iteration: int, epoch: int) -> None:
         """Set every group's lr (and momentum during warmup) for global ``iteration`` in ``epoch``."""

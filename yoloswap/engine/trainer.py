@@ -1,15 +1,19 @@
 """The training loop: data → augment → loss → optimizer/EMA/AMP → evaluate → checkpoint, one epoch at a time.
 
 Read top to bottom: ``train`` sets up a :class:`Run` (model, data, optimizer, schedule, run folder), then loops
-``train_one_epoch`` / ``evaluate`` / ``save``. Every checkpoint is self-describing and written atomically, so a run
-killed at any moment resumes from its last completed epoch.
+``train_one_epoch`` / ``evaluate`` and hands each finished epoch to the callbacks (CSV row, checkpoint, log line,
+plot: engine/callbacks.py). Every checkpoint is self-describing and written atomically, so a run killed at any
+moment resumes from its last completed epoch.
+
+The loop never waits for the device inside a step: loss items and the finiteness check stay on the device and are
+read back a few times a second (:data:`READOUT_S`), which is also when the progress display is refreshed.
 """
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import math
+import os
 import random
 import time
 from dataclasses import dataclass, field
@@ -22,19 +26,20 @@ import yaml
 
 from yoloswap import __version__
 from yoloswap.engine import distributed
+from yoloswap.engine.callbacks import EpochCallback, EpochEnd, Progress, default_callbacks, metric_columns
 from yoloswap.engine.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from yoloswap.engine.ema import ModelEMA, unwrap
 from yoloswap.engine.model_io import CHECKPOINT_FORMAT, is_detector_checkpoint
-from yoloswap.engine.options import TrainOptions
+from yoloswap.engine.options import TrainOptions, default_workers
 from yoloswap.engine.schedule import Schedule
 from yoloswap.engine.validate import autocast_for, evaluate
 from yoloswap.errors import CheckpointError, TrainingError
 
-METRIC_COLUMNS = (
-    "epoch", "train/box_loss", "train/obj_loss", "train/cls_loss",
-    "val/box_loss", "val/obj_loss", "val/cls_loss", "metrics/mAP50", "metrics/mAP50-95",
-    "lr/backbone", "lr/other", "time/epoch_s", "train/img_per_s",
-)
+DEFAULT_LOSS_NAMES = ("box", "obj", "cls")  # the YOLOv5 loss's items, when the loss does not name them
+METRIC_COLUMNS = metric_columns(DEFAULT_LOSS_NAMES)
+READOUT_S = 0.25  # read the loss back from the device (one host sync) and refresh the progress this often
+MOSAIC_MAX_CLOSED = 0.25  # --close-mosaic turns mosaic off for at most this fraction of the epochs
+VAL_BATCH_MULT = 2  # validation needs no gradients: twice the training batch fits
 
 
 @dataclass
@@ -60,6 +65,9 @@ class Run:
     best_fitness: float = -1.0
     last_metrics: dict = field(default_factory=dict)
     weights_report: dict | None = None
+    optimizer_reason: str = ""
+    max_epochs: int = 0  # --epochs as asked: a --time refit never goes past it
+    loss_names: tuple[str, ...] = DEFAULT_LOSS_NAMES
 
 
 def fitness(metrics: dict) -> float:
@@ -119,11 +127,15 @@ def build_run(options: TrainOptions, out: Path, log=print, resume_ckpt: dict | N
     from yoloswap.probe import resolve_device
 
     options.check()
+    if options.workers is None:
+        options = dataclasses.replace(options, workers=default_workers(int(os.environ.get("LOCAL_WORLD_SIZE", dist.world_size))))
     seed_everything(options.seed)
     device = resolve_device(options.device)
     if device.type == "meta":
         raise TrainingError("--device meta cannot train; use cpu or cuda")
     device = distributed.setup(dist, device)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # fixed input size: let cuDNN pick its fastest kernels once
 
     # --- data: read and validated before any model work, so label errors stop the run at once
     data_yaml = Path(options.data) if options.data else builtin_data_yaml()
@@ -147,7 +159,8 @@ def build_run(options: TrainOptions, out: Path, log=print, resume_ckpt: dict | N
     per_rank_batch = max(options.batch_size // dist.world_size, 1)
     train_loader = build_dataloader(train_ds, per_rank_batch, True, options.workers, options.seed + dist.rank,
                                     sampler=sampler)
-    val_loader = build_dataloader(val_ds, options.batch_size, False, min(options.workers, 2), options.seed)
+    val_loader = build_dataloader(val_ds, options.batch_size * VAL_BATCH_MULT, False, min(options.workers, 2),
+                                  options.seed)
 
     # --- model: preset (+ overrides) → probe → neck/head fitted → weights → freezing
     weights_report = None
@@ -166,17 +179,20 @@ def build_run(options: TrainOptions, out: Path, log=print, resume_ckpt: dict | N
             distributed.barrier(dist)
     apply_freezing(model.backbone, preset.frozen_stages, preset.norm_eval)
     model.to(device, memory_format=torch.channels_last)  # faster convolutions on both CPU and GPU
+    amp_dtype = amp_dtype_for(device, options.amp)
 
-    # --- optimisation: nominal batch by accumulation, weight decay scaled to match
-    accumulate = max(round(options.nominal_batch / options.batch_size), 1)
-    opt_name = options.optimizer or preset.optimizer.name
-    lr = options.lr or preset.optimizer.lr
+    # --- optimisation: `auto` resolved to a concrete optimizer and lr (recorded in the options, so config.yaml,
+    # a resume and a replay all use the same); nominal batch by accumulation, weight decay scaled to match
+    choice = distributed.broadcast(dist, _choose_optimizer(options, preset, len(names), len(train_ds), model,
+                                                           per_rank_batch, device, amp_dtype))
+    options = dataclasses.replace(options, optimizer=choice.name, lr=choice.lr)
+    accumulate_target = max(options.nominal_batch / options.batch_size, 1.0)
+    accumulate = max(round(accumulate_target), 1)
     wd = options.weight_decay if options.weight_decay is not None else preset.optimizer.weight_decay
     wd *= options.batch_size * accumulate / options.nominal_batch
     optimizer = build_optimizer(
-        model, opt_name, lr, preset.optimizer.momentum, wd, backbone_lr_mult=options.backbone_lr_mult
+        model, choice.name, choice.lr, choice.momentum, wd, backbone_lr_mult=options.backbone_lr_mult
     )
-    amp_dtype = amp_dtype_for(device, options.amp)
     scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)
     schedule = Schedule(
         epochs=options.epochs,
@@ -184,19 +200,63 @@ def build_run(options: TrainOptions, out: Path, log=print, resume_ckpt: dict | N
         lrf=options.lrf,
         cosine=options.cos_lr,
         warmup_epochs=options.warmup_epochs,
-        warmup_bias_lr=0.1 if opt_name == "sgd" else 0.0,
-        momentum=preset.optimizer.momentum,
+        warmup_bias_lr=choice.warmup_bias_lr,
+        momentum=choice.momentum,
+        accumulate=accumulate_target,
     )
     ema = ModelEMA(model) if options.ema and dist.main else None
+    wrapped = distributed.wrap(dist, model, device)
+    if options.compile:
+        wrapped = torch.compile(wrapped)
     run = Run(
         options=options, out=out, preset=preset, plan=plan, names=names, category_ids=category_ids,
-        model=distributed.wrap(dist, model, device), ema=ema, optimizer=optimizer, scaler=scaler,
+        model=wrapped, ema=ema, optimizer=optimizer, scaler=scaler,
         schedule=schedule, device=device, amp_dtype=amp_dtype, accumulate=accumulate, dist=dist,
         weights_report=weights_report.to_dict() if weights_report is not None else None,
+        optimizer_reason=choice.reason, max_epochs=options.epochs,
     )
     if resume_ckpt is not None:
         _restore(run, resume_ckpt)
     return run, (train_loader, val_loader)
+
+
+def _choose_optimizer(options: TrainOptions, preset, num_classes: int, images: int, model, batch: int,
+                      device: torch.device, amp_dtype):
+    """Resolve ``--optimizer auto`` from the run's length in optimizer steps (a ``--time`` run: estimated)."""
+    from yoloswap.engine.optim import SHORT_RUN_STEPS, choose_optimizer, optimizer_steps
+
+    steps = optimizer_steps(images, options.batch_size, options.nominal_batch, options.epochs)
+    note = ""
+    if options.time is not None and options.optimizer == "auto" and options.lr is None and steps > SHORT_RUN_STEPS:
+        # Only when the run could be long does its speed matter: time a step of the model (no data loading, so
+        # an upper bound of the steps the budget holds) and count the epochs that fit.
+        per_epoch_s = math.ceil(images / batch) * _seconds_per_step(model, batch, options.img_size, device, amp_dtype)
+        fit = max(1, min(options.epochs, int(options.time * 60 // max(per_epoch_s, 1e-9))))
+        steps = optimizer_steps(images, options.batch_size, options.nominal_batch, fit)
+        note = f" (--time {options.time:g} min: about {fit} epochs)"
+    return choose_optimizer(options.optimizer, options.lr, preset.optimizer, num_classes, steps, note)
+
+
+def _seconds_per_step(model: torch.nn.Module, batch: int, size: int, device: torch.device, amp_dtype) -> float:
+    """Forward + backward time of one batch of noise (the second of two, after warm-up); the model's weights and
+    BatchNorm statistics are left exactly as they were."""
+    buffers = {k: v.clone() for k, v in model.named_buffers()}
+    x = torch.rand(batch, 3, size, size, device=device).contiguous(memory_format=torch.channels_last)
+    was_training = model.training
+    model.train()
+    elapsed = 0.0
+    for _ in range(2):
+        start = time.perf_counter()
+        with autocast_for(device, amp_dtype):
+            outputs = model(x)
+        sum(o.float().mean() for o in outputs).backward()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        elapsed = time.perf_counter() - start
+    model.zero_grad(set_to_none=True)
+    model.load_state_dict(buffers, strict=False)
+    model.train(was_training)
+    return elapsed
 
 
 def _build_backbone(preset):
@@ -254,28 +314,37 @@ def _load_initial_weights(model, preset, options: TrainOptions, init_ckpt: dict 
 
 
 def train(options: TrainOptions, out: Path | None = None, exist_ok: bool = False, resume: Path | None = None,
-          console=None) -> dict:
-    """Run (or resume) training; returns the final metrics. ``console`` is a rich Console for progress/logs."""
+          console=None, progress: Progress | None = None, callbacks: list[EpochCallback] | None = None) -> dict:
+    """Run (or resume) training; returns the final metrics.
+
+    ``console`` (a rich Console) receives the log lines; ``progress`` draws the bars (default: none);
+    ``callbacks`` run after every epoch on the main process (default: CSV row, checkpoints, log line, plot).
+    """
     from rich.console import Console
 
     console = console or Console(stderr=True)
     dist = distributed.from_env()
     log = console.print if dist.main else (lambda *a, **k: None)
+    progress = progress if progress is not None and dist.main else Progress()
+    callbacks = default_callbacks(log) if callbacks is None else callbacks
     try:
-        return _train(options, out, exist_ok, resume, console, log, dist)
+        return _train(options, out, exist_ok, resume, console, log, dist, progress, callbacks)
     finally:
         distributed.cleanup(dist)
 
 
 def _train(options: TrainOptions, out: Path | None, exist_ok: bool, resume: Path | None, console, log,
-           dist: distributed.Dist) -> dict:
+           dist: distributed.Dist, progress: Progress, callbacks: list[EpochCallback]) -> dict:
     from yoloswap.probe import resolve_device
 
     distributed.setup(dist, resolve_device(options.device))  # join the group before ranks exchange anything
     resume_ckpt = None
     if resume is not None:
         resume, resume_ckpt = _resume_checkpoint(Path(resume))
-        saved = TrainOptions.from_dict(resume_ckpt["config"]["options"])
+        recorded = dict(resume_ckpt["config"]["options"])
+        if recorded.get("optimizer") is None:  # recorded before `auto`: it trained with the preset's optimizer
+            recorded["optimizer"] = resume_ckpt["config"]["preset"]["optimizer"]["name"]
+        saved = TrainOptions.from_dict(recorded)
         options = dataclasses.replace(saved, device=options.device, workers=options.workers)
         out = resume
         if int(resume_ckpt["epoch"]) + 1 >= options.epochs:
@@ -285,6 +354,7 @@ def _train(options: TrainOptions, out: Path | None, exist_ok: bool, resume: Path
         out = claim_run_dir(out or new_run_dir(), exist_ok)
     out = distributed.broadcast(dist, out)
     run, (train_loader, val_loader) = build_run(options, out, log, resume_ckpt, dist)
+    options = run.options
     if dist.main:
         _write_config(run)
     _log_setup(run, log, len(train_loader.dataset), len(val_loader.dataset))
@@ -293,120 +363,154 @@ def _train(options: TrainOptions, out: Path | None, exist_ok: bool, resume: Path
 
     head = unwrap(run.model).head
     loss_fn = YOLOv5Loss(len(run.names), head.anchors, head.stride_values, img_size=options.img_size)
+    run.loss_names = tuple(getattr(loss_fn, "item_names", DEFAULT_LOSS_NAMES))
     epochs = options.epochs
     budget_start = time.perf_counter()
     epoch = run.start_epoch
     while epoch < epochs:
-        train_loader.dataset.mosaic_enabled = epoch < epochs - options.close_mosaic
+        train_loader.dataset.mosaic_enabled = mosaic_on(epoch, epochs, options.close_mosaic)
         if dist.enabled:
             train_loader.sampler.set_epoch(epoch)
         start = time.perf_counter()
-        losses, img_per_s = train_one_epoch(run, train_loader, loss_fn, epoch, console)
-        row = {"epoch": epoch + 1, "train/box_loss": losses[0], "train/obj_loss": losses[1],
-               "train/cls_loss": losses[2], "train/img_per_s": img_per_s}
+        losses, img_per_s = train_one_epoch(run, train_loader, loss_fn, epoch, progress)
+        row = {"epoch": epoch + 1, "train/img_per_s": img_per_s}
+        row.update({f"train/{n}_loss": v for n, v in zip(run.loss_names, losses)})
         row.update(_lr_columns(run.optimizer))
         final = epoch == epochs - 1
-        if not dist.main:
-            improved = False
-        elif (epoch + 1) % options.val_interval == 0 or final:
-            metrics = _validate(run, val_loader, loss_fn, console, epoch)
-            row.update({"val/box_loss": metrics.get("val_box_loss"), "val/obj_loss": metrics.get("val_obj_loss"),
-                        "val/cls_loss": metrics.get("val_cls_loss"), "metrics/mAP50": metrics["map50"],
-                        "metrics/mAP50-95": metrics["map"]})
+        improved = False
+        if dist.main and ((epoch + 1) % options.val_interval == 0 or final):
+            metrics = _validate(run, val_loader, loss_fn, progress, epoch)
+            row.update({f"val/{n}_loss": metrics.get(f"val_{n}_loss") for n in run.loss_names})
+            row.update({"metrics/mAP50": metrics["map50"], "metrics/mAP50-95": metrics["map"],
+                        "time/val_ms_per_img": metrics.get("val_ms_per_img")})
             run.last_metrics = metrics
             improved = fitness(metrics) > run.best_fitness
             if improved:
                 run.best_fitness = fitness(metrics)
-        else:
-            improved = False
         row["time/epoch_s"] = time.perf_counter() - start
         if dist.main:
-            _append_metrics(out / "metrics.csv", row)
-            _save(run, epoch, best=improved)
-        if dist.main and run.last_metrics:
-            log(f"epoch {epoch + 1}/{epochs}: mAP@.5:.95 {run.last_metrics['map']:.4f}  mAP@.5 "
-                f"{run.last_metrics['map50']:.4f}  loss {sum(losses):.4f}  {img_per_s:.1f} img/s")
-        if dist.main:
-            _plot(out, log)
+            event = EpochEnd(run, epoch, epochs, row, improved, float(sum(losses)))
+            for callback in callbacks:
+                callback(event)
         epoch += 1
-        if options.time is not None and epoch < epochs:
+        if options.time is not None and epoch < run.max_epochs:
             fitted = distributed.broadcast(dist, fit_epochs_to_time(
-                options.time * 60, time.perf_counter() - budget_start, epoch - run.start_epoch, epoch, epochs))
+                options.time * 60, time.perf_counter() - budget_start, epoch - run.start_epoch, epoch,
+                run.max_epochs))
             if fitted != epochs:
                 log(f"--time {options.time:g} min: {fitted} epochs fit the budget (was {epochs})")
                 epochs = fitted
                 run.schedule = dataclasses.replace(run.schedule, epochs=epochs)
                 run.options = options = dataclasses.replace(options, epochs=epochs)
+                if dist.main:
+                    _write_config(run)  # config.yaml tells the epochs the run will really train
     if dist.main:
         _summary(run, console)
     return run.last_metrics
 
 
-def _plot(out: Path, log) -> None:
-    try:
-        from yoloswap.engine.plots import plot_results
+def mosaic_on(epoch: int, epochs: int, close_mosaic: int) -> bool:
+    """Mosaic for all but the last ``close_mosaic`` epochs, which are never more than a quarter of the run.
 
-        plot_results(out / "metrics.csv", out / "results.png")
-    except Exception as exc:  # a plot must never end a run
-        log(f"[yellow]warning:[/] could not draw results.png ({exc})")
+    The last epochs without mosaic let the model settle on whole, unstitched images (YOLOv5/Ultralytics close the
+    last 10 of 100+); in a short run mosaic's variety matters more, so a 4-epoch run keeps it for 3 epochs and a
+    2-epoch run for both.
+    """
+    closed = min(close_mosaic, int(epochs * MOSAIC_MAX_CLOSED))
+    return epoch < epochs - closed
 
 
 def fit_epochs_to_time(budget_s: float, spent_s: float, epochs_done_here: int, epoch: int, epochs: int) -> int:
-    """Total epochs that fit ``budget_s`` at the pace so far (never more than ``epochs``; ``epoch`` = stop now).
+    """Total epochs that fit ``budget_s`` at the pace so far: more or fewer than planned, never more than
+    ``epochs`` (the ``--epochs`` asked for); ``epoch`` (the epochs done) = stop now.
 
-    The lr schedule is then refitted to the new total, so the decay still ends where training does.
+    Called after every epoch, so the estimate follows the real pace; the lr schedule is refitted to each new total,
+    so the decay still ends where training does.
     """
     per_epoch = spent_s / max(epochs_done_here, 1)
     remaining = int(max(budget_s - spent_s, 0.0) // max(per_epoch, 1e-9))
     return min(epochs, epoch + remaining)
 
 
-def train_one_epoch(run: Run, loader, loss_fn, epoch: int, console) -> tuple[list[float], float]:
-    """One pass over the training data; returns mean [box, obj, cls] losses and images per second."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+def train_one_epoch(run: Run, loader, loss_fn, epoch: int, progress: Progress | None = None
+                    ) -> tuple[list[float], float]:
+    """One pass over the training data; returns the mean loss items and images per second.
 
+    Nothing in a step waits for the device: the loss items are summed and the first non-finite loss is noted on
+    the device, and read back (one sync) every :data:`READOUT_S` seconds and after the last batch. A non-finite
+    loss therefore stops the run at that read-out, a fraction of a second after it happened, naming the batch
+    where it first appeared.
+    """
     model, optimizer, device = run.model, run.optimizer, run.device
+    progress = progress or Progress()
     model.train()
     nb = len(loader)
-    mean = torch.zeros(3)
+    progress.start_epoch(epoch, run.options.epochs, nb)
+    sums = None  # (N,) running sum of the loss items, on the device
+    bad_batch = torch.full((), -1, dtype=torch.long, device=device)  # first batch with a non-finite loss
+    bad_value = torch.zeros((), device=device)
+    means: list[float] = []
     seen, start = 0, time.perf_counter()
+    shown = start
     last_step = epoch * nb - 1 if epoch else -1
     optimizer.zero_grad(set_to_none=True)
-    columns = (TextColumn("[bold]epoch {task.fields[ep]}"), BarColumn(), MofNCompleteColumn(),
-               TextColumn("{task.fields[stats]}"), TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn())
-    with Progress(*columns, console=console, transient=False, disable=not run.dist.main) as progress:
-        task = progress.add_task("train", total=nb, ep=f"{epoch + 1}/{run.options.epochs}", stats="")
-        for i, (images, targets, _) in enumerate(loader):
-            ni = i + nb * epoch
-            run.schedule.apply(optimizer, ni, epoch)
-            x = images.to(device, non_blocking=True).float() / 255  # (B, 3, S, S) in [0, 1]
-            x = x.contiguous(memory_format=torch.channels_last)
-            with autocast_for(device, run.amp_dtype):
-                outputs = model(x)
-            loss, items = loss_fn([o.float() for o in outputs], targets.to(device))
-            if not torch.isfinite(loss):
-                raise TrainingError(
-                    f"loss became {loss.item()} at epoch {epoch + 1}, batch {i + 1}; stopping. The last good "
-                    f"checkpoint is {run.out / 'weights' / 'last.pt'}. Try a lower --lr, --no-amp, or check the labels"
-                )
-            run.scaler.scale(loss * run.dist.world_size).backward()  # DDP averages gradients over ranks
-            if ni - last_step >= run.accumulate or i == nb - 1:
-                _optimizer_step(run)
-                last_step = ni
-            mean = (mean * i + items.cpu()) / (i + 1)
-            seen += len(images)
-            rate = seen / max(time.perf_counter() - start, 1e-9)
-            mem = f"  mem {torch.cuda.memory_reserved(device) / 2**30:.1f}G" if device.type == "cuda" else ""
-            progress.update(task, advance=1, stats=(
-                f"box {mean[0]:.3f} obj {mean[1]:.3f} cls {mean[2]:.3f}  lr {optimizer.param_groups[0]['lr']:.2e}"
-                f"  {rate:.1f} img/s{mem}"))
-    return mean.tolist(), seen / max(time.perf_counter() - start, 1e-9)
+    for i, (images, targets, _) in enumerate(loader):
+        ni = i + nb * epoch
+        run.schedule.apply(optimizer, ni, epoch)
+        x = images.to(device, non_blocking=True).float() / 255  # (B, 3, S, S) in [0, 1]
+        x = x.contiguous(memory_format=torch.channels_last)
+        with autocast_for(device, run.amp_dtype):
+            outputs = model(x)
+        loss, items = loss_fn([o.float() for o in outputs], targets.to(device, non_blocking=True))
+        items = _item_vector(items)
+        first_bad = (bad_batch < 0) & ~torch.isfinite(loss.detach())
+        bad_batch = torch.where(first_bad, i, bad_batch)
+        bad_value = torch.where(first_bad, loss.detach().float(), bad_value)
+        sums = items if sums is None else sums + items
+        run.scaler.scale(loss * run.dist.world_size).backward()  # DDP averages gradients over ranks
+        if ni - last_step >= run.schedule.accumulate_at(ni) or i == nb - 1:
+            _optimizer_step(run)
+            last_step = ni
+        seen += len(images)
+        now = time.perf_counter()
+        if now - shown >= READOUT_S or i == nb - 1:
+            shown = now
+            means = _read_out(run, sums, i + 1, bad_batch, bad_value, epoch)
+            stats = dict(zip(run.loss_names, means))
+            stats.update(lr=optimizer.param_groups[0]["lr"], img_per_s=seen / max(now - start, 1e-9))
+            if device.type == "cuda":
+                stats["mem_gb"] = torch.cuda.memory_reserved(device) / 2**30
+            progress.update(i + 1, stats)
+    progress.end_epoch()
+    return means, seen / max(time.perf_counter() - start, 1e-9)
+
+
+def _item_vector(items) -> torch.Tensor:
+    """The loss items as one detached (N,) tensor, whether the loss returns a tensor, a dict or a named tuple."""
+    if isinstance(items, dict):
+        items = list(items.values())
+    if isinstance(items, (list, tuple)):
+        items = torch.stack([torch.as_tensor(v).reshape(()) for v in items])
+    return items.detach().float()
+
+
+def _read_out(run: Run, sums: torch.Tensor, batches: int, bad_batch: torch.Tensor, bad_value: torch.Tensor,
+              epoch: int) -> list[float]:
+    """The one host sync of a read-out: mean loss items so far, and the stop on a non-finite loss."""
+    values = torch.cat([sums / batches, bad_batch.reshape(1).float(), bad_value.reshape(1)]).tolist()
+    bad = int(values[-2])
+    if bad >= 0:
+        raise TrainingError(
+            f"loss became {values[-1]} at epoch {epoch + 1}, batch {bad + 1}; stopping. The last good "
+            f"checkpoint is {run.out / 'weights' / 'last.pt'}. Try a lower --lr, --no-amp, or check the labels"
+        )
+    return values[:-2]
 
 
 def _optimizer_step(run: Run) -> None:
     run.scaler.unscale_(run.optimizer)
     params = [p for g in run.optimizer.param_groups for p in g["params"]]
-    torch.nn.utils.clip_grad_norm_(params, max_norm=10.0)
+    torch.nn.utils.clip_grad_norm_(params, max_norm=10.0)  # no read-back: the norm stays on the device
     run.scaler.step(run.optimizer)
     run.scaler.update()
     run.optimizer.zero_grad(set_to_none=True)
@@ -414,21 +518,24 @@ def _optimizer_step(run: Run) -> None:
         run.ema.update(run.model)
 
 
-def _validate(run: Run, loader, loss_fn, console, epoch: int) -> dict:
-    """COCO metrics of the EMA model; refreshes ``val_predictions.png`` (a few images with predicted boxes)."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
-
+def _validate(run: Run, loader, loss_fn, progress: Progress, epoch: int) -> dict:
+    """COCO metrics of the EMA model, with the time per validation image (``val_ms_per_img``); refreshes
+    ``val_predictions.png`` (a few images with predicted boxes)."""
     model = run.ema.module if run.ema is not None else unwrap(run.model)
-    with Progress(TextColumn("[bold]  val"), BarColumn(), MofNCompleteColumn(), console=console,
-                  transient=True) as progress:
-        task = progress.add_task("val", total=len(loader))
+    progress.start_val(len(loader))
+    start = time.perf_counter()
+    try:
         result = evaluate(model, loader, run.names, run.category_ids, run.device, run.amp_dtype, loss_fn=loss_fn,
-                          previews=8, on_batch=lambda: progress.advance(task))
+                          previews=8, on_batch=progress.val_batch)
+    finally:
+        progress.end_val()
+    metrics = dict(result.metrics)
+    metrics["val_ms_per_img"] = 1000 * (time.perf_counter() - start) / max(len(loader.dataset), 1)
     if result.previews:
         from yoloswap.engine.plots import save_prediction_grid
 
         save_prediction_grid(result.previews, run.names, run.out / "val_predictions.png")
-    return result.metrics
+    return metrics
 
 
 # ------------------------------------------------------------------------------------------------ checkpoints
@@ -438,7 +545,8 @@ def _state(module: torch.nn.Module) -> dict:
     return {k: v.detach().clone() for k, v in unwrap(module).state_dict().items()}
 
 
-def _save(run: Run, epoch: int, best: bool) -> None:
+def save_run(run: Run, epoch: int, best: bool) -> None:
+    """last.pt after every epoch; best.pt too when ``best``. Both are written atomically."""
     ckpt = {
         "format": CHECKPOINT_FORMAT,
         "yoloswap_version": __version__,
@@ -453,6 +561,7 @@ def _save(run: Run, epoch: int, best: bool) -> None:
         "optimizer": run.optimizer.state_dict(),
         "scaler": run.scaler.state_dict(),
         "best_fitness": run.best_fitness,
+        "max_epochs": run.max_epochs,
         "metrics": {k: float(v) for k, v in run.last_metrics.items() if isinstance(v, (int, float))},
         "rng": rng_state(),
     }
@@ -472,6 +581,7 @@ def _restore(run: Run, ckpt: dict) -> None:
         run.scaler.load_state_dict(ckpt["scaler"])
     run.start_epoch = int(ckpt["epoch"]) + 1
     run.best_fitness = float(ckpt.get("best_fitness", -1.0))
+    run.max_epochs = int(ckpt.get("max_epochs", run.max_epochs))
     run.last_metrics = dict(ckpt.get("metrics") or {})
     if ckpt.get("rng"):
         set_rng_state(ckpt["rng"])
@@ -495,6 +605,8 @@ def _config(run: Run) -> dict:
         "plan": run.plan.to_dict(),
         "names": list(run.names),
         "weights_report": run.weights_report,
+        "optimizer_choice": run.optimizer_reason,
+        "max_epochs": run.max_epochs,
     }
 
 
@@ -502,23 +614,8 @@ def _write_config(run: Run) -> None:
     """The fully resolved config (preset + options + probed plan) as YAML, for people and for diffing runs."""
     path = run.out / "config.yaml"
     tmp = path.with_suffix(".tmp")
-    tmp.write_text(yaml.safe_dump(_config(run), sort_keys=False))
+    tmp.write_text(yaml.safe_dump(_config(run), sort_keys=False, allow_unicode=True))
     tmp.replace(path)
-
-
-def _append_metrics(path: Path, row: dict) -> None:
-    new = not path.exists()
-    with path.open("a", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=METRIC_COLUMNS)
-        if new:
-            writer.writeheader()
-        writer.writerow({k: ("" if row.get(k) is None else _fmt(row[k])) for k in METRIC_COLUMNS})
-
-
-def _fmt(value) -> str:
-    if isinstance(value, float):
-        return f"{value:.6g}" if math.isfinite(value) else str(value)
-    return str(value)
 
 
 def _lr_columns(optimizer) -> dict:
@@ -535,8 +632,9 @@ def _log_setup(run: Run, log, n_train: int, n_val: int) -> None:
     log(f"model: {run.preset.name}, backbone channels {list(run.plan.backbone_channels)} → neck "
         f"{list(run.plan.neck_channels)}, {len(run.names)} classes, {total:,} params ({trainable:,} trainable)")
     log(f"data: {n_train} train / {n_val} val images at {o.img_size}px; batch {o.batch_size} × accumulate "
-        f"{run.accumulate}; {o.optimizer or run.preset.optimizer.name} lr {o.lr or run.preset.optimizer.lr}; "
-        f"device {run.device}{' ' + str(run.amp_dtype).replace('torch.', '') if run.amp_dtype else ''}")
+        f"{run.accumulate} (from 1 during warmup); {o.workers} workers; device {run.device}"
+        f"{' ' + str(run.amp_dtype).replace('torch.', '') if run.amp_dtype else ''}")
+    log(f"optimizer: {o.optimizer} lr {o.lr:g} ({run.optimizer_reason})")
 
 
 def _summary(run: Run, console) -> None:
