@@ -144,6 +144,7 @@ def test_bad_training_options_stop_with_one_line(cli, tmp_path, args, message):
     code, _, err = cli("train", "--backbone", "yolov5n", "--out", str(tmp_path / "run"), *args)
     assert code != 0 and message in err
     assert len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "run").exists()  # a failed start leaves no empty run folder
 
 
 def test_a_malformed_label_line_stops_before_training_with_file_and_line(cli, tmp_path):

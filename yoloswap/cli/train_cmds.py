@@ -77,6 +77,7 @@ def train(
     from yoloswap.cli.console import err
     from yoloswap.cli.progress import RichProgress
     from yoloswap.engine.options import TrainOptions
+    from yoloswap.engine.signals import StopRequested
     from yoloswap.engine.trainer import train as run_training
     from yoloswap.models.assemble import parse_neck_width
 
@@ -92,7 +93,10 @@ def train(
         hsv_h=hsv_h, hsv_s=hsv_s, hsv_v=hsv_v,
     )
     options = TrainOptions.for_data(data, given)
-    run_training(options, out=out, exist_ok=exist_ok, resume=resume, console=err, progress=RichProgress(err))
+    try:
+        run_training(options, out=out, exist_ok=exist_ok, resume=resume, console=err, progress=RichProgress(err))
+    except StopRequested as exc:  # SIGTERM: stopped at a safe point, the trainer said how to resume
+        raise typer.Exit(exc.exit_code) from None
 
 
 def val(

@@ -25,7 +25,7 @@ import torch
 import yaml
 
 from yoloswap import __version__
-from yoloswap.engine import distributed
+from yoloswap.engine import distributed, signals
 from yoloswap.engine.callbacks import EpochCallback, EpochEnd, Progress, default_callbacks, metric_columns
 from yoloswap.engine.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from yoloswap.engine.ema import ModelEMA, unwrap
@@ -87,13 +87,19 @@ def new_run_dir(base: Path = Path("runs/train"), name: str = "exp") -> Path:
     raise TrainingError(f"{base}: too many runs; pass --out")
 
 
-def claim_run_dir(out: Path, exist_ok: bool) -> Path:
-    """Create the run folder; an existing run is never overwritten unless asked."""
+def check_run_dir(out: Path, exist_ok: bool) -> Path:
+    """Refuse an existing run folder (never overwritten unless asked); creates nothing."""
     if out.exists() and any(out.iterdir()) and not exist_ok:
         raise TrainingError(
             f"run folder {out} already exists; continue it with --resume {out}, "
             "pick another --out, or pass --exist-ok to overwrite it"
         )
+    return out
+
+
+def claim_run_dir(out: Path, exist_ok: bool) -> Path:
+    """Create the run folder (after :func:`check_run_dir`'s refusal of an existing run)."""
+    check_run_dir(out, exist_ok)
     (out / "weights").mkdir(parents=True, exist_ok=True)
     return out
 
@@ -328,7 +334,8 @@ def train(options: TrainOptions, out: Path | None = None, exist_ok: bool = False
     progress = progress if progress is not None and dist.main else Progress()
     callbacks = default_callbacks(log) if callbacks is None else callbacks
     try:
-        return _train(options, out, exist_ok, resume, console, log, dist, progress, callbacks)
+        with signals.stop_on_sigterm():
+            return _train(options, out, exist_ok, resume, console, log, dist, progress, callbacks)
     finally:
         distributed.cleanup(dist)
 
@@ -351,16 +358,43 @@ def _train(options: TrainOptions, out: Path | None, exist_ok: bool, resume: Path
             raise TrainingError(f"{resume} already finished all {options.epochs} epochs; nothing to resume")
         log(f"resuming {out} from epoch {int(resume_ckpt['epoch']) + 2}/{options.epochs}")
     elif dist.main:
-        out = claim_run_dir(out or new_run_dir(), exist_ok)
+        out = check_run_dir(out or new_run_dir(), exist_ok)
     out = distributed.broadcast(dist, out)
+    # Everything is validated and built before the run folder exists: a start that fails leaves nothing behind.
     run, (train_loader, val_loader) = build_run(options, out, log, resume_ckpt, dist)
     options = run.options
     if dist.main:
+        claim_run_dir(out, exist_ok=True)
         _write_config(run)
     _log_setup(run, log, len(train_loader.dataset), len(val_loader.dataset))
+    try:
+        _fit(run, train_loader, val_loader, log, progress, callbacks)
+    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM at the next safe point
+        if dist.main:
+            _say_how_to_resume(run, log, exc)
+        raise
+    if dist.main:
+        _summary(run, console)
+    return run.last_metrics
 
+
+def _say_how_to_resume(run: Run, log, exc: KeyboardInterrupt) -> None:
+    import shlex
+
+    why = str(exc) if isinstance(exc, signals.StopRequested) else "interrupted"
+    last = run.out / "weights" / "last.pt"
+    if last.is_file():
+        log(f"{why}: {last} holds the last finished epoch.")
+        log(f"Resume with: yoloswap train --resume {shlex.quote(str(run.out))}", soft_wrap=True)  # one line to copy
+    else:
+        log(f"{why} before the first epoch finished; nothing to resume")
+
+
+def _fit(run: Run, train_loader, val_loader, log, progress: Progress, callbacks: list[EpochCallback]) -> None:
+    """The epochs: train, validate, hand the epoch to the callbacks, refit to the --time budget."""
     from yoloswap.losses import YOLOv5Loss
 
+    options, dist = run.options, run.dist
     head = unwrap(run.model).head
     loss_fn = YOLOv5Loss(len(run.names), head.anchors, head.stride_values, img_size=options.img_size)
     run.loss_names = tuple(getattr(loss_fn, "item_names", DEFAULT_LOSS_NAMES))
@@ -404,9 +438,6 @@ def _train(options: TrainOptions, out: Path | None, exist_ok: bool, resume: Path
                 run.options = options = dataclasses.replace(options, epochs=epochs)
                 if dist.main:
                     _write_config(run)  # config.yaml tells the epochs the run will really train
-    if dist.main:
-        _summary(run, console)
-    return run.last_metrics
 
 
 def mosaic_on(epoch: int, epochs: int, close_mosaic: int) -> bool:
@@ -455,6 +486,7 @@ def train_one_epoch(run: Run, loader, loss_fn, epoch: int, progress: Progress | 
     last_step = epoch * nb - 1 if epoch else -1
     optimizer.zero_grad(set_to_none=True)
     for i, (images, targets, _) in enumerate(loader):
+        signals.check()  # SIGTERM: stop here, between steps
         ni = i + nb * epoch
         run.schedule.apply(optimizer, ni, epoch)
         x = images.to(device, non_blocking=True).float() / 255  # (B, 3, S, S) in [0, 1]
@@ -526,7 +558,7 @@ def _validate(run: Run, loader, loss_fn, progress: Progress, epoch: int) -> dict
     start = time.perf_counter()
     try:
         result = evaluate(model, loader, run.names, run.category_ids, run.device, run.amp_dtype, loss_fn=loss_fn,
-                          previews=8, on_batch=progress.val_batch)
+                          previews=8, on_batch=lambda: (signals.check(), progress.val_batch()))
     finally:
         progress.end_val()
     metrics = dict(result.metrics)
@@ -545,8 +577,13 @@ def _state(module: torch.nn.Module) -> dict:
     return {k: v.detach().clone() for k, v in unwrap(module).state_dict().items()}
 
 
+RESUME_KEYS = ("ema", "ema_updates", "optimizer", "scaler", "rng")  # what only --resume needs
+
+
 def save_run(run: Run, epoch: int, best: bool) -> None:
-    """last.pt after every epoch; best.pt too when ``best``. Both are written atomically."""
+    """last.pt after every epoch (everything ``--resume`` needs); best.pt too when ``best``, lean: the weights
+    that val, predict, export and fine-tuning use (the EMA's, when there is one) and the run's description, without
+    the optimizer state and the second copy of the weights. Both are written atomically."""
     ckpt = {
         "format": CHECKPOINT_FORMAT,
         "yoloswap_version": __version__,
@@ -568,7 +605,9 @@ def save_run(run: Run, epoch: int, best: bool) -> None:
     weights = run.out / "weights"
     save_checkpoint(ckpt, weights / "last.pt")
     if best:
-        save_checkpoint(ckpt, weights / "best.pt")
+        lean = {k: v for k, v in ckpt.items() if k not in RESUME_KEYS}
+        lean["model"] = ckpt["ema"] if ckpt["ema"] is not None else ckpt["model"]
+        save_checkpoint(lean, weights / "best.pt")
 
 
 def _restore(run: Run, ckpt: dict) -> None:

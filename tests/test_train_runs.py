@@ -1,0 +1,67 @@
+"""What a run leaves behind: nothing after a failed start, a resumable last.pt and the resume command after
+SIGTERM, a lean best.pt, and a config.yaml that tells the resolved optimizer."""
+
+from __future__ import annotations
+
+import os
+import signal
+
+import yaml
+
+from tests.make_data import ultralytics_set
+from yoloswap.engine.checkpoint import load_checkpoint
+
+TINY = ["--backbone", "yolov5n", "--img-size", "64", "--batch-size", "4", "--workers", "0", "--device", "cpu"]
+
+
+def test_a_start_that_fails_leaves_no_run_folder(cli, tmp_path):
+    data = ultralytics_set(tmp_path / "data", names_as_dict=False)
+    code, _, err = cli("train", *TINY, "--data", str(data), "--out", str(tmp_path / "run"), "--backbone", "resnet5O")
+    assert code != 0 and "resnet5O" in err
+    assert not (tmp_path / "run").exists()
+
+
+def test_sigterm_stops_at_a_safe_point_keeps_last_pt_and_says_how_to_resume(cli, tmp_path, monkeypatch):
+    import yoloswap.engine.trainer as trainer
+
+    data = ultralytics_set(tmp_path / "data", names_as_dict=False)
+    run = tmp_path / "run"
+    real_epoch = trainer.train_one_epoch
+
+    def preempted_in_second_epoch(run_state, loader, loss_fn, epoch, progress):
+        if epoch == 1:
+            os.kill(os.getpid(), signal.SIGTERM)  # the scheduler wants the machine back
+        return real_epoch(run_state, loader, loss_fn, epoch, progress)
+
+    monkeypatch.setattr(trainer, "train_one_epoch", preempted_in_second_epoch)
+    code, _, err = cli("train", *TINY, "--epochs", "3", "--data", str(data), "--out", str(run))
+    assert code == 143, err
+    assert "stopped by SIGTERM" in err and f"Resume with: yoloswap train --resume {run}" in err
+    assert load_checkpoint(run / "weights" / "last.pt")["epoch"] == 0
+    assert signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, signal.default_int_handler, None) or callable(
+        signal.getsignal(signal.SIGTERM))  # handler restored (whatever it was before)
+
+    monkeypatch.setattr(trainer, "train_one_epoch", real_epoch)
+    code, _, err = cli("train", "--resume", str(run), "--workers", "0", "--device", "cpu")
+    assert code == 0, err
+    assert load_checkpoint(run / "weights" / "last.pt")["epoch"] == 2
+
+
+def test_best_pt_is_lean_and_config_yaml_records_the_resolved_optimizer(cli, tmp_path):
+    data = ultralytics_set(tmp_path / "data", names_as_dict=False)
+    run = tmp_path / "run"
+    code, _, err = cli("train", *TINY, "--epochs", "1", "--data", str(data), "--out", str(run))
+    assert code == 0, err
+    assert "optimizer: adamw lr 0.001429 (auto: 1 optimizer steps ≤ 10,000, a short run)" in err
+
+    best, last = load_checkpoint(run / "weights" / "best.pt"), load_checkpoint(run / "weights" / "last.pt")
+    assert {"optimizer", "ema", "scaler", "rng"}.isdisjoint(best) and {"optimizer", "ema", "rng"} <= set(last)
+    assert best["model"].keys() == last["ema"].keys()
+    assert all(best["model"][k].equal(last["ema"][k]) for k in best["model"])  # the EMA weights, once
+    weights = sum(v.numel() * v.element_size() for v in best["model"].values())
+    assert (run / "weights" / "best.pt").stat().st_size < weights + 200_000  # one copy plus metadata
+    assert (run / "weights" / "last.pt").stat().st_size > 2 * weights
+
+    config = yaml.safe_load((run / "config.yaml").read_text())
+    assert config["options"]["optimizer"] == "adamw" and config["options"]["lr"] == 0.001429
+    assert config["optimizer_choice"].startswith("auto: 1 optimizer steps")
