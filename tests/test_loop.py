@@ -118,12 +118,11 @@ def test_options_for_user_data_and_for_the_builtin_set_come_from_one_place():
 
 
 def test_every_training_option_has_help_and_the_cli_shows_its_default():
+    import dataclasses
+
     from typer.testing import CliRunner
 
     from yoloswap.cli.app import app
-
-    import dataclasses
-
     from yoloswap.data.transforms import AugmentConfig
 
     fields = {f.name for f in dataclasses.fields(TrainOptions)} - {"augment", "data"}

@@ -44,5 +44,6 @@ class ModelEMA:
 
 
 def unwrap(model: nn.Module) -> nn.Module:
-    """The plain model inside a DistributedDataParallel (or compiled) wrapper."""
-    return getattr(model, "module", model)
+    """The plain model inside torch.compile's and DistributedDataParallel's wrappers (either, both or none)."""
+    model = getattr(model, "_orig_mod", model)  # torch.compile
+    return getattr(model, "module", model)  # DDP

@@ -621,6 +621,7 @@ def _restore(run: Run, ckpt: dict) -> None:
     run.start_epoch = int(ckpt["epoch"]) + 1
     run.best_fitness = float(ckpt.get("best_fitness", -1.0))
     run.max_epochs = int(ckpt.get("max_epochs", run.max_epochs))
+    run.optimizer_reason = ckpt["config"].get("optimizer_choice") or run.optimizer_reason  # why, as first decided
     run.last_metrics = dict(ckpt.get("metrics") or {})
     if ckpt.get("rng"):
         set_rng_state(ckpt["rng"])
