@@ -65,3 +65,16 @@ def test_best_pt_is_lean_and_config_yaml_records_the_resolved_optimizer(cli, tmp
     config = yaml.safe_load((run / "config.yaml").read_text())
     assert config["options"]["optimizer"] == "adamw" and config["options"]["lr"] == 0.001429
     assert config["optimizer_choice"].startswith("auto: 1 optimizer steps")
+
+
+def test_config_yaml_tells_the_epochs_a_time_budget_left(cli, tmp_path):
+    import csv
+
+    data = ultralytics_set(tmp_path / "data", names_as_dict=False)
+    run = tmp_path / "run"
+    code, _, err = cli("train", *TINY, "--epochs", "3", "--time", "0.001", "--data", str(data), "--out", str(run))
+    assert code == 0, err
+    assert "--time 0.001 min: 1 epochs fit the budget (was 3)" in err
+    assert [r["epoch"] for r in csv.DictReader((run / "metrics.csv").open())] == ["1"]
+    config = yaml.safe_load((run / "config.yaml").read_text())
+    assert config["options"]["epochs"] == 1 and config["max_epochs"] == 3
