@@ -3,6 +3,7 @@ rules, defaults in one place, and a step that never waits for the device."""
 
 from __future__ import annotations
 
+import re
 import sys
 
 import pytest
@@ -200,3 +201,19 @@ def test_a_non_finite_loss_stops_at_the_read_out_naming_the_batch_it_appeared_in
 
     with pytest.raises(TrainingError, match=r"loss became nan at epoch 1, batch 2; stopping"):
         trainer.train_one_epoch(run, loader, nan_from_second_batch, 0)
+
+
+def test_a_time_budget_run_is_judged_by_the_steps_that_fit_and_the_estimate_leaves_the_model_alone(tmp_path):
+    import dataclasses
+
+    run, _, _ = _tiny_run(tmp_path)
+    model = run.model
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    options = dataclasses.replace(run.options, optimizer="auto", lr=None, epochs=100_000, time=0.01)
+    # 100,000 epochs of 4 steps would be long (SGD), but 0.6 s hold a few epochs of this model at most: AdamW
+    choice = trainer._choose_optimizer(options, run.preset, 3, 8, model, 2, run.device, None)
+    assert choice.name == "adamw" and re.search(r"\(--time 0.01 min: about \d+ epochs\)", choice.reason)
+    assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())  # weights and BN statistics
+    assert all(p.grad is None for p in model.parameters())
+    no_budget = dataclasses.replace(options, time=None)
+    assert trainer._choose_optimizer(no_budget, run.preset, 3, 8, model, 2, run.device, None).name == "sgd"
