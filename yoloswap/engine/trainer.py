@@ -165,8 +165,7 @@ def build_run(options: TrainOptions, out: Path, log=print, resume_ckpt: dict | N
     per_rank_batch = max(options.batch_size // dist.world_size, 1)
     train_loader = build_dataloader(train_ds, per_rank_batch, True, options.workers, options.seed + dist.rank,
                                     sampler=sampler)
-    val_loader = build_dataloader(val_ds, options.batch_size * VAL_BATCH_MULT, False, min(options.workers, 2),
-                                  options.seed)
+    val_loader = build_dataloader(val_ds, options.batch_size * VAL_BATCH_MULT, False, options.workers, options.seed)
 
     # --- model: preset (+ overrides) → probe → neck/head fitted → weights → freezing
     weights_report = None
@@ -485,35 +484,37 @@ def train_one_epoch(run: Run, loader, loss_fn, epoch: int, progress: Progress | 
     shown = start
     last_step = epoch * nb - 1 if epoch else -1
     optimizer.zero_grad(set_to_none=True)
-    for i, (images, targets, _) in enumerate(loader):
-        signals.check()  # SIGTERM: stop here, between steps
-        ni = i + nb * epoch
-        run.schedule.apply(optimizer, ni, epoch)
-        x = images.to(device, non_blocking=True).float() / 255  # (B, 3, S, S) in [0, 1]
-        x = x.contiguous(memory_format=torch.channels_last)
-        with autocast_for(device, run.amp_dtype):
-            outputs = model(x)
-        loss, items = loss_fn([o.float() for o in outputs], targets.to(device, non_blocking=True))
-        items = _item_vector(items)
-        first_bad = (bad_batch < 0) & ~torch.isfinite(loss.detach())
-        bad_batch = torch.where(first_bad, i, bad_batch)
-        bad_value = torch.where(first_bad, loss.detach().float(), bad_value)
-        sums = items if sums is None else sums + items
-        run.scaler.scale(loss * run.dist.world_size).backward()  # DDP averages gradients over ranks
-        if ni - last_step >= run.schedule.accumulate_at(ni) or i == nb - 1:
-            _optimizer_step(run)
-            last_step = ni
-        seen += len(images)
-        now = time.perf_counter()
-        if now - shown >= READOUT_S or i == nb - 1:
-            shown = now
-            means = _read_out(run, sums, i + 1, bad_batch, bad_value, epoch)
-            stats = dict(zip(run.loss_names, means))
-            stats.update(lr=optimizer.param_groups[0]["lr"], img_per_s=seen / max(now - start, 1e-9))
-            if device.type == "cuda":
-                stats["mem_gb"] = torch.cuda.memory_reserved(device) / 2**30
-            progress.update(i + 1, stats)
-    progress.end_epoch()
+    try:
+        for i, (images, targets, _) in enumerate(loader):
+            signals.check()  # SIGTERM: stop here, between steps
+            ni = i + nb * epoch
+            run.schedule.apply(optimizer, ni, epoch)
+            x = images.to(device, non_blocking=True).float() / 255  # (B, 3, S, S) in [0, 1]
+            x = x.contiguous(memory_format=torch.channels_last)
+            with autocast_for(device, run.amp_dtype):
+                outputs = model(x)
+            loss, items = loss_fn([o.float() for o in outputs], targets.to(device, non_blocking=True))
+            items = _item_vector(items)
+            first_bad = (bad_batch < 0) & ~torch.isfinite(loss.detach())
+            bad_batch = torch.where(first_bad, i, bad_batch)
+            bad_value = torch.where(first_bad, loss.detach().float(), bad_value)
+            sums = items if sums is None else sums + items
+            run.scaler.scale(loss * run.dist.world_size).backward()  # DDP averages gradients over ranks
+            if ni - last_step >= run.schedule.accumulate_at(ni) or i == nb - 1:
+                _optimizer_step(run)
+                last_step = ni
+            seen += len(images)
+            now = time.perf_counter()
+            if now - shown >= READOUT_S or i == nb - 1:
+                shown = now
+                means = _read_out(run, sums, i + 1, bad_batch, bad_value, epoch)
+                stats = dict(zip(run.loss_names, means))
+                stats.update(lr=optimizer.param_groups[0]["lr"], img_per_s=seen / max(now - start, 1e-9))
+                if device.type == "cuda":
+                    stats["mem_gb"] = torch.cuda.memory_reserved(device) / 2**30
+                progress.update(i + 1, stats)
+    finally:
+        progress.end_epoch()
     return means, seen / max(time.perf_counter() - start, 1e-9)
 
 
