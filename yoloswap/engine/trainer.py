@@ -689,4 +689,7 @@ def _summary(run: Run, console) -> None:
             table.add_row(label, f"{run.last_metrics[key]:.4f}")
     table.add_row("best fitness", f"{max(run.best_fitness, 0):.4f}")
     table.add_row("weights", str(run.out / "weights" / "best.pt"))
+    sizes = [f"{name} {(run.out / 'weights' / name).stat().st_size / 2**20:.1f} MB"
+             for name in ("best.pt", "last.pt") if (run.out / "weights" / name).is_file()]
+    table.add_row("checkpoints", ", ".join(sizes))
     console.print(table)
