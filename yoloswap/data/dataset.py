@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, Sampler, get_worker_info
+from torch.utils.data import DataLoader, Dataset, Sampler, default_collate, get_worker_info
 
 from yoloswap.data import transforms as T
 from yoloswap.data.formats import Sample
@@ -177,9 +177,10 @@ def collate(
     """Stack images to (B, 3, S, S) uint8 and labels to (M, 6) float32 ``[batch_idx, cls, cx, cy, w, h]``.
 
     The images are stacked as (B, S, S, 3), one plain copy per item, and returned as a (B, 3, S, S) view of that:
-    channels_last memory, the layout the model runs in.
+    channels_last memory, the layout the model runs in. ``default_collate`` does the stacking because inside a
+    DataLoader worker it builds the batch straight in shared memory, which saves a copy on the way to the trainer.
     """
-    images = torch.stack([item[0].permute(1, 2, 0) for item in batch]).permute(0, 3, 1, 2)  # (B, 3, S, S)
+    images = default_collate([item[0].permute(1, 2, 0) for item in batch]).permute(0, 3, 1, 2)  # (B, 3, S, S)
     targets = [
         torch.cat([torch.full((len(labels), 1), float(i)), labels], dim=1)  # (n_i, 6)
         for i, (_, labels, _) in enumerate(batch)
