@@ -159,9 +159,9 @@ def count_decodes(monkeypatch) -> list:
     decoded = []
     real = dataset_module.read_image
 
-    def counting(path, apply_exif=True):
-        decoded.append(path)
-        return real(path, apply_exif=apply_exif)
+    def counting(path, **kwargs):
+        decoded.append((path, kwargs.get("reduce", 1)))
+        return real(path, **kwargs)
 
     monkeypatch.setattr(dataset_module, "read_image", counting)
     return decoded
@@ -172,7 +172,7 @@ def test_a_full_buffer_leaves_one_decode_per_mosaic(tmp_path: Path, monkeypatch)
     ds = DetectionDataset(make_samples(tmp_path), 64, augment=True, aug=AugmentConfig(mosaic=1.0), buffer_size=3)
     ds[0]
     # While the buffer fills: the item's own image, then three drawn from the whole set (one may repeat).
-    assert decoded[0].name == "0.png" and 2 <= len(decoded) <= 4
+    assert decoded[0][0].name == "0.png" and 2 <= len(decoded) <= 4
     for i in range(1, len(ds)):
         before = len(decoded)
         ds[i]
@@ -216,3 +216,26 @@ def test_decoding_matches_pil_in_every_exif_orientation(tmp_path: Path, suffix: 
             stored = np.asarray(im.convert("RGB"))
         np.testing.assert_array_equal(read_image(path), expected)
         np.testing.assert_array_equal(read_image(path, apply_exif=False), stored)
+
+
+def test_big_jpegs_decode_reduced_for_training_and_in_full_for_evaluation(tmp_path: Path, monkeypatch) -> None:
+    """Trained at 64 px, a 410x300 JPEG decodes at 1/4 (103x75, still above 64) and shows the same picture as a
+    full decode; evaluation decodes in full, so its pixels match predict's."""
+    img = np.zeros((300, 410, 3), np.uint8)
+    img[60:180, 100:300] = PALETTE[1]
+    Image.fromarray(img).save(tmp_path / "big.jpg", quality=95)
+    sample = Sample(tmp_path / "big.jpg", 1, 410, 300, np.array([[100, 60, 300, 180]], np.float32), np.array([1]),
+                    np.zeros(1, bool))  # fmt: skip
+    decoded = count_decodes(monkeypatch)
+    train = DetectionDataset([sample], 64, augment=True, buffer_size=0)
+    reduced, ratio = train._load(sample)
+    full, _ = train._load(sample, reduce=1)
+    assert [r for _, r in decoded] == [4, 1]
+    assert reduced.shape == full.shape == (47, 64, 3) and ratio == pytest.approx(64 / 410)
+    assert np.abs(reduced.astype(int) - full.astype(int)).mean() < 3
+    DetectionDataset([sample], 64, augment=False)[0]
+    assert decoded[-1][1] == 1
+    image, labels, _ = DetectionDataset([sample], 64, augment=True, aug=AugmentConfig(**STILL, mosaic=0.0))[0]
+    (x1, y1, x2, y2), = cxcywh_to_xyxy(labels)
+    inner = image.permute(1, 2, 0).numpy()[int(y1) + 1 : int(y2) - 1, int(x1) + 1 : int(x2) - 1].astype(int)
+    assert (np.abs(inner - np.array(PALETTE[1])).max(axis=2) < 40).mean() > 0.95

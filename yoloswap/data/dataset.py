@@ -99,7 +99,7 @@ class DetectionDataset(Dataset):
         if self.augment:
             img, boxes, classes, ratio, pad = self._train_item(index)
         else:
-            resized, ratio = self._load(sample)
+            resized, ratio = self._load(sample, reduce=1)  # full decode: the same pixels as predict
             img, pad = T.pad_to_square(resized, self.img_size)
             keep = ~sample.crowd
             boxes = sample.boxes[keep] * ratio + np.array([pad[0], pad[1], pad[0], pad[1]], dtype=np.float32)
@@ -115,15 +115,24 @@ class DetectionDataset(Dataset):
         image = torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1)  # (3, S, S) uint8, a view of (S, S, 3)
         return image, torch.from_numpy(labels.astype(np.float32).reshape(-1, 5)), meta
 
-    def _load(self, sample: Sample) -> tuple[np.ndarray, float]:
-        """Decode and resize so the long side is ``img_size``; returns the image and the gain."""
-        img = read_image(sample.path, apply_exif=sample.apply_exif)
-        if img.shape[:2] != (sample.height, sample.width):
+    def _load(self, sample: Sample, reduce: int | None = None) -> tuple[np.ndarray, float]:
+        """Decode and resize so the long side is ``img_size``; returns the image and the gain.
+
+        A JPEG at least twice as large as needed is decoded at 1/2, 1/4 or 1/8 of its size (never below
+        ``img_size``) unless ``reduce`` says otherwise: a 4000 px photo trained at 640 decodes several times faster.
+        """
+        w, h = sample.width, sample.height
+        ratio = self.img_size / max(w, h)
+        if reduce is None:
+            reduce = next(r for r in (8, 4, 2, 1) if r * ratio <= 1.0 or r == 1)
+        img = read_image(sample.path, apply_exif=sample.apply_exif, reduce=reduce)
+        if img.shape[:2] not in ((h, w), (-(-h // reduce), -(-w // reduce))):
+            scaled = f" (decoded at 1/{reduce})" if reduce > 1 else ""
             raise DataError(
-                f"{sample.path}: image is {img.shape[1]}x{img.shape[0]} but was {sample.width}x{sample.height} "
+                f"{sample.path}: image is {img.shape[1]}x{img.shape[0]}{scaled} but was {w}x{h} "
                 "when the data set was scanned; delete the label cache and retry"
             )
-        return T.resize_long_side(img, self.img_size)
+        return T.resize_to(img, *T.long_side_size(w, h, self.img_size)), ratio
 
     def _load_targets(self, index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
         """Resized image with its non-crowd boxes scaled to match, from the mosaic buffer when it is there.

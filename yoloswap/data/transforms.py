@@ -105,11 +105,22 @@ def resize_long_side(img: np.ndarray, size: int) -> tuple[np.ndarray, float]:
     """
     h, w = img.shape[:2]
     ratio = size / max(h, w)
-    if ratio == 1.0:
-        return img, ratio
-    new_w, new_h = max(1, round(w * ratio)), max(1, round(h * ratio))
-    interp = cv2.INTER_AREA if ratio < 1.0 else cv2.INTER_LINEAR
-    return cv2.resize(img, (new_w, new_h), interpolation=interp), ratio
+    return resize_to(img, *long_side_size(w, h, size)), ratio
+
+
+def long_side_size(width: int, height: int, size: int) -> tuple[int, int]:
+    """(width, height) scaled so the longer side is ``size``."""
+    ratio = size / max(width, height)
+    return max(1, round(width * ratio)), max(1, round(height * ratio))
+
+
+def resize_to(img: np.ndarray, width: int, height: int) -> np.ndarray:
+    """Resize to ``width`` × ``height``: INTER_AREA when shrinking, INTER_LINEAR when enlarging, as is when equal."""
+    h, w = img.shape[:2]
+    if (w, h) == (width, height):
+        return img
+    interp = cv2.INTER_AREA if width * height < w * h else cv2.INTER_LINEAR
+    return cv2.resize(img, (width, height), interpolation=interp)
 
 
 def pad_to_square(img: np.ndarray, size: int, value: int = PAD_VALUE) -> tuple[np.ndarray, tuple[int, int]]:
