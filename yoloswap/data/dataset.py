@@ -123,8 +123,8 @@ class DetectionDataset(Dataset):
         """
         w, h = sample.width, sample.height
         ratio = self.img_size / max(w, h)
-        if reduce is None:
-            reduce = next(r for r in (8, 4, 2, 1) if r * ratio <= 1.0 or r == 1)
+        if reduce is None:  # the largest decode-time reduction that still leaves at least img_size
+            reduce = max((r for r in (2, 4, 8) if r * ratio <= 1.0), default=1)
         img = read_image(sample.path, apply_exif=sample.apply_exif, reduce=reduce)
         if img.shape[:2] not in ((h, w), (-(-h // reduce), -(-w // reduce))):
             scaled = f" (decoded at 1/{reduce})" if reduce > 1 else ""
