@@ -16,11 +16,16 @@ skip ``--warmup`` batches (imports, first-touch of files, Ultralytics' mosaic bu
 median of each side is reported with every single figure, because on a shared machine a neighbour's burst hits
 whichever side happens to be running.
 
-Ultralytics is imported only in its own child process and never by yoloswap. Point ``--ultralytics-path`` at a
-folder it was installed into (``pip install --target DIR --no-deps ultralytics ...``) or leave it empty when the
-Python running this script can import it. It runs offline: ``YOLO_OFFLINE=1`` and a private config folder.
+Ultralytics is imported only in its own child process and never by yoloswap (it is not a dependency). Point
+``--ultralytics-path`` at a folder it was installed into, or leave it empty when the Python running this script
+can import it. It runs offline: ``YOLO_OFFLINE=1`` and a private config folder. Installing it beside yoloswap's
+venv without touching that venv's packages (its opencv-python would shadow opencv-python-headless)::
 
-Run:  .venv/bin/python bench/loader_speed.py [--rounds 5] [--ultralytics-path DIR]
+    .venv/bin/python -m pip install --no-deps --target /tmp/ultra ultralytics ultralytics-thop polars \
+        polars-runtime-32 matplotlib contourpy cycler fonttools kiwisolver pyparsing python-dateutil six requests \
+        urllib3 idna charset-normalizer certifi psutil packaging
+
+Run:  .venv/bin/python bench/loader_speed.py --ultralytics-path /tmp/ultra [--rounds 7] [--src-size 1280]
 A benchmark, not a test: the figures depend on how busy the machine is.
 """
 
@@ -131,7 +136,7 @@ def main() -> None:
     parser.add_argument("--img-size", type=int, default=640, help="training image size")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--batches", type=int, default=12, help="timed batches per run")
-    parser.add_argument("--warmup", type=int, default=4, help="untimed batches per run")
+    parser.add_argument("--warmup", type=int, default=8, help="untimed batches per run (fills Ultralytics' buffer)")
     parser.add_argument("--rounds", type=int, default=5, help="A/B runs of each side, interleaved")
     parser.add_argument("--root", type=Path, default=Path(tempfile.gettempdir()) / "yoloswap-loader-speed")
     parser.add_argument("--ultralytics-path", type=Path, default=None, help="folder Ultralytics is installed in")
