@@ -18,7 +18,7 @@ linked ``--images`` times over, in Ultralytics layout, with a small val split):
    with its own defaults otherwise (fp16 AMP, deterministic=True); per-epoch times from its callbacks, training
    loop alone and with validation, same rule as 3. Its AMP check, which downloads weights, is skipped (AMP on).
 
-Prints a table and writes ``--json`` (default gpu_speed.json). ``--quick`` shrinks everything for a check of the
+Prints a table and writes ``--json`` (default: gpu_speed.json under ``--root``). ``--quick`` shrinks everything for a check of the
 script itself on a CPU (``--device cpu --quick``).
 
 On the GPU machine (no network, no yoloswap, no Ultralytics installed): run ``bash bench/gpu_prepare.sh`` here
@@ -300,7 +300,7 @@ def main() -> None:
     parser.add_argument("--loader-batches", type=int, default=4, help="loader in one process: timed batches")
     parser.add_argument("--no-ultralytics", action="store_true")
     parser.add_argument("--root", type=Path, default=Path(tempfile.gettempdir()) / "yoloswap-gpu-speed")
-    parser.add_argument("--json", type=Path, default=Path("gpu_speed.json"))
+    parser.add_argument("--json", type=Path, default=None, help="where to write the figures (default: under --root)")
     parser.add_argument("--quick", action="store_true", help="tiny settings: checks the script, measures nothing")
     parser.add_argument("--child", choices=["ultralytics"], help=argparse.SUPPRESS)
     parser.add_argument("--data", type=Path, help=argparse.SUPPRESS)
@@ -371,8 +371,9 @@ def main() -> None:
     }  # fmt: skip
     res["total_s"] = time.perf_counter() - started
     print_report(res)
-    print(f"\ntotal {res['total_s']:.0f} s")
-    args.json.write_text(json.dumps(res, indent=1, default=str))
+    json_path = args.json or args.root / "gpu_speed.json"
+    json_path.write_text(json.dumps(res, indent=1, default=str))
+    print(f"\ntotal {res['total_s']:.0f} s; figures in {json_path}")
 
 
 if __name__ == "__main__":
