@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import pickle
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from PIL import Image
+from PIL import Image, ImageOps
 
-from yoloswap.data.dataset import DetectionDataset, build_dataloader, collate
+from yoloswap.data import dataset as dataset_module
+from yoloswap.data.dataset import MOSAIC_BUFFER, DetectionDataset, build_dataloader, collate
 from yoloswap.data.formats import Sample
+from yoloswap.data.images import read_image
 from yoloswap.data.transforms import AugmentConfig
+from yoloswap.errors import ConfigError
 
 PALETTE = [(230, 40, 40), (40, 230, 40), (40, 40, 230)]  # class k is always drawn in PALETTE[k]
 STILL = dict(hsv_h=0.0, hsv_s=0.0, hsv_v=0.0, translate=0.0, scale=0.0, fliplr=0.0)  # augmentation that moves nothing
@@ -63,10 +67,12 @@ def test_eval_item_is_letterboxed_and_its_meta_maps_back(tmp_path: Path) -> None
     assert image[:, :16].eq(114).all() and image[:, -16:].eq(114).all()  # grey bars above and below
 
 
-@pytest.mark.parametrize("mosaic", [0.0, 1.0])
-def test_training_labels_sit_on_the_objects(tmp_path: Path, mosaic: float) -> None:
+@pytest.mark.parametrize(("mosaic", "buffer_size"), [(0.0, MOSAIC_BUFFER), (1.0, MOSAIC_BUFFER), (1.0, 2), (1.0, 0)])
+def test_training_labels_sit_on_the_objects(tmp_path: Path, mosaic: float, buffer_size: int) -> None:
+    """Mosaic + affine + flip: every label box lies on pixels of its own class's colour, also when the mosaic's
+    images come from the buffer of recently decoded ones (which must come out of it unchanged)."""
     aug = AugmentConfig(hsv_h=0.0, hsv_s=0.0, hsv_v=0.0, mosaic=mosaic, scale=0.4, translate=0.1)
-    ds = DetectionDataset(make_samples(tmp_path), 64, augment=True, aug=aug, seed=1)
+    ds = DetectionDataset(make_samples(tmp_path), 64, augment=True, aug=aug, seed=1, buffer_size=buffer_size)
     seen = 0
     for _ in range(3):
         for i in range(len(ds)):
@@ -87,13 +93,16 @@ def test_collate_stacks_images_and_prefixes_batch_index(tmp_path: Path) -> None:
     ds = DetectionDataset(make_samples(tmp_path, 3), 64, augment=False)
     images, targets, metas = collate([ds[0], ds[1], ds[2]])
     assert images.shape == (3, 3, 64, 64) and images.dtype == torch.uint8
+    assert images.is_contiguous(memory_format=torch.channels_last)  # the model's layout: no transpose on the way
+    for i in range(3):
+        assert torch.equal(images[i], ds[i][0])
     assert targets.shape == (1 + 2 + 1, 6) and targets.dtype == torch.float32
     assert targets[:, 0].tolist() == [0, 1, 1, 2]
     assert [m["image_id"] for m in metas] == [100, 101, 102]
 
 
 def test_loader_batches_and_repeats_with_the_same_seed(tmp_path: Path) -> None:
-    ds = DetectionDataset(make_samples(tmp_path), 64, augment=True)
+    ds = DetectionDataset(make_samples(tmp_path), 64, augment=True, buffer_size=2)  # partners from the buffer
 
     def run(seed: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
         return [(im, tg) for im, tg, _ in build_dataloader(ds, 4, shuffle=True, workers=0, seed=seed)]
@@ -134,3 +143,99 @@ def test_workers_give_the_same_batches_for_the_same_seed(tmp_path: Path) -> None
         del loader
     for (a, ta), (b, tb) in zip(*runs):
         assert torch.equal(a, b) and torch.equal(ta, tb)
+
+
+def test_training_items_are_uint8_channel_first_with_float_labels(tmp_path: Path) -> None:
+    ds = DetectionDataset(make_samples(tmp_path), 64, augment=True, seed=0)
+    for i in range(len(ds)):
+        image, labels, meta = ds[i]
+        assert image.shape == (3, 64, 64) and image.dtype == torch.uint8
+        assert labels.dtype == torch.float32 and labels.ndim == 2 and labels.shape[1] == 5
+        assert meta["image_id"] == 100 + i
+
+
+def count_decodes(monkeypatch) -> list:
+    """Record every file the dataset decodes."""
+    decoded = []
+    real = dataset_module.read_image
+
+    def counting(path, **kwargs):
+        decoded.append((path, kwargs.get("reduce", 1)))
+        return real(path, **kwargs)
+
+    monkeypatch.setattr(dataset_module, "read_image", counting)
+    return decoded
+
+
+def test_a_full_buffer_leaves_one_decode_per_mosaic(tmp_path: Path, monkeypatch) -> None:
+    decoded = count_decodes(monkeypatch)
+    ds = DetectionDataset(make_samples(tmp_path), 64, augment=True, aug=AugmentConfig(mosaic=1.0), buffer_size=3)
+    ds[0]
+    # While the buffer fills: the item's own image, then three drawn from the whole set (one may repeat).
+    assert decoded[0][0].name == "0.png" and 2 <= len(decoded) <= 4
+    for i in range(1, len(ds)):
+        before = len(decoded)
+        ds[i]
+        assert len(decoded) - before <= 1  # partners now come from the buffer; at most the item's own image
+        assert len(ds._buffer) == 3
+    unbuffered = DetectionDataset(ds.samples, 64, augment=True, aug=AugmentConfig(mosaic=1.0), buffer_size=0)
+    before = len(decoded)
+    unbuffered[0]
+    assert len(decoded) - before == 4 and not unbuffered._buffer
+
+
+def test_worker_copies_and_reseeds_start_with_an_empty_buffer(tmp_path: Path) -> None:
+    ds = DetectionDataset(make_samples(tmp_path), 64, augment=True, seed=3)
+    first = ds[0][0]
+    assert ds._buffer
+    copy = pickle.loads(pickle.dumps(ds))  # what a DataLoader worker receives
+    assert not copy._buffer
+    copy.reseed(3)
+    assert torch.equal(copy[0][0], first)
+    ds.reseed(3)
+    assert not ds._buffer and torch.equal(ds[0][0], first)
+
+
+def test_negative_buffer_size_is_a_config_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="buffer"):
+        DetectionDataset(make_samples(tmp_path, 1), 64, augment=True, buffer_size=-1)
+
+
+@pytest.mark.parametrize("suffix", [".png", ".jpg"])
+@pytest.mark.parametrize("mode", ["RGB", "L"])
+def test_decoding_matches_pil_in_every_exif_orientation(tmp_path: Path, suffix: str, mode: str) -> None:
+    """The fast decode path orients pixels exactly as PIL's exif_transpose (the frame the labels were made in)."""
+    pixels = np.random.default_rng(0).integers(0, 256, (12, 20, 3), dtype=np.uint8)  # not symmetric
+    for orientation in range(1, 9):
+        exif = Image.Exif()
+        exif[0x0112] = orientation
+        path = tmp_path / f"{mode}{orientation}{suffix}"
+        Image.fromarray(pixels).convert(mode).save(path, exif=exif)
+        with Image.open(path) as im:
+            expected = np.asarray(ImageOps.exif_transpose(im).convert("RGB"))
+            stored = np.asarray(im.convert("RGB"))
+        np.testing.assert_array_equal(read_image(path), expected)
+        np.testing.assert_array_equal(read_image(path, apply_exif=False), stored)
+
+
+def test_big_jpegs_decode_reduced_for_training_and_in_full_for_evaluation(tmp_path: Path, monkeypatch) -> None:
+    """Trained at 64 px, a 410x300 JPEG decodes at 1/4 (103x75, still above 64) and shows the same picture as a
+    full decode; evaluation decodes in full, so its pixels match predict's."""
+    img = np.zeros((300, 410, 3), np.uint8)
+    img[60:180, 100:300] = PALETTE[1]
+    Image.fromarray(img).save(tmp_path / "big.jpg", quality=95)
+    sample = Sample(tmp_path / "big.jpg", 1, 410, 300, np.array([[100, 60, 300, 180]], np.float32), np.array([1]),
+                    np.zeros(1, bool))  # fmt: skip
+    decoded = count_decodes(monkeypatch)
+    train = DetectionDataset([sample], 64, augment=True, buffer_size=0)
+    reduced, ratio = train._load(sample)
+    full, _ = train._load(sample, reduce=1)
+    assert [r for _, r in decoded] == [4, 1]
+    assert reduced.shape == full.shape == (47, 64, 3) and ratio == pytest.approx(64 / 410)
+    assert np.abs(reduced.astype(int) - full.astype(int)).mean() < 3
+    DetectionDataset([sample], 64, augment=False)[0]
+    assert decoded[-1][1] == 1
+    image, labels, _ = DetectionDataset([sample], 64, augment=True, aug=AugmentConfig(**STILL, mosaic=0.0))[0]
+    (x1, y1, x2, y2), = cxcywh_to_xyxy(labels)
+    inner = image.permute(1, 2, 0).numpy()[int(y1) + 1 : int(y2) - 1, int(x1) + 1 : int(x2) - 1].astype(int)
+    assert (np.abs(inner - np.array(PALETTE[1])).max(axis=2) < 40).mean() > 0.95

@@ -130,3 +130,23 @@ def test_hsv_changes_colour_not_geometry_and_is_seeded() -> None:
     np.testing.assert_array_equal(a, b)
     assert not np.array_equal(a, img)
     np.testing.assert_array_equal(T.augment_hsv(img, np.random.default_rng(5), 0, 0, 0), img)
+
+
+class FixedGains:
+    """Stands in for the generator: ``uniform`` returns fixed draws in [-1, 1] for (hue, saturation, value)."""
+
+    def __init__(self, *draws: float) -> None:
+        self.draws = np.array(draws)
+
+    def uniform(self, low: float, high: float, size: int) -> np.ndarray:
+        return self.draws[:size]
+
+
+def test_hsv_turns_hue_around_the_circle_and_scales_value() -> None:
+    img = np.array([[[200, 0, 0], [100, 100, 100]]], dtype=np.uint8)  # a red and a grey pixel
+    # hue +1/6 of the circle (red → yellow), saturation unchanged, value × 1.1
+    out = T.augment_hsv(img, FixedGains(0.5, 0.0, 0.25), hgain=1 / 3, sgain=0.7, vgain=0.4)
+    np.testing.assert_allclose(out[0, 0], [220, 220, 0], atol=2)
+    np.testing.assert_allclose(out[0, 1], [110, 110, 110], atol=1)  # grey has no hue: only brighter
+    desaturated = T.augment_hsv(img, FixedGains(0.0, -1.0, 0.0), hgain=0.0, sgain=1.0, vgain=0.0)
+    np.testing.assert_allclose(desaturated[0, 0], [200, 200, 200], atol=1)  # saturation × 0: grey of equal value
