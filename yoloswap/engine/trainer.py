@@ -278,6 +278,8 @@ def _train(options: TrainOptions, out: Path | None, exist_ok: bool, resume: Path
         saved = TrainOptions.from_dict(resume_ckpt["config"]["options"])
         options = dataclasses.replace(saved, device=options.device, workers=options.workers)
         out = resume
+        if dist.main:
+            _trim_metrics(out / "metrics.csv", int(resume_ckpt["epoch"]) + 1)  # faults12: no duplicate rows
         if int(resume_ckpt["epoch"]) + 1 >= options.epochs:
             raise TrainingError(f"{resume} already finished all {options.epochs} epochs; nothing to resume")
         log(f"resuming {out} from epoch {int(resume_ckpt['epoch']) + 2}/{options.epochs}")
@@ -298,6 +300,7 @@ def _train(options: TrainOptions, out: Path | None, exist_ok: bool, resume: Path
     epoch = run.start_epoch
     while epoch < epochs:
         train_loader.dataset.mosaic_enabled = epoch < epochs - options.close_mosaic
+        _reseed_epoch(train_loader, options.seed + dist.rank, epoch)  # faults12: a resumed epoch replays exactly
         if dist.enabled:
             train_loader.sampler.set_epoch(epoch)
         start = time.perf_counter()
@@ -551,3 +554,32 @@ def _summary(run: Run, console) -> None:
     table.add_row("best fitness", f"{max(run.best_fitness, 0):.4f}")
     table.add_row("weights", str(run.out / "weights" / "best.pt"))
     console.print(table)
+
+
+# ------------------------------------------------------------------------------------------------ resume (faults12)
+
+
+def _reseed_epoch(loader, seed: int, epoch: int) -> None:
+    """Make epoch N's shuffle order and augmentation depend on (seed, N) only, not on the epochs this process
+    happened to run before it, so a run resumed at epoch N replays it exactly (with ``--workers 0``; persistent
+    workers keep their own streams). Epoch 0 keeps the loader's own seeding."""
+    epoch_seed = seed if epoch == 0 else int(np.random.SeedSequence([seed, epoch]).generate_state(1)[0])
+    if loader.generator is not None:
+        loader.generator.manual_seed(epoch_seed)
+    if loader.num_workers == 0:
+        loader.dataset.reseed(epoch_seed)
+
+
+def _trim_metrics(path: Path, last_epoch: int) -> None:
+    """Keep only the rows of epochs up to ``last_epoch`` (1-based): a run killed between writing a row and
+    saving its checkpoint redoes that epoch, and must not log it twice. Rewritten atomically."""
+    if not path.is_file():
+        return
+    with path.open(newline="") as fh:
+        rows = [r for r in csv.DictReader(fh) if (r.get("epoch") or "").isdigit() and int(r["epoch"]) <= last_epoch]
+    tmp = path.with_suffix(".tmp")
+    with tmp.open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=METRIC_COLUMNS, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+    tmp.replace(path)
