@@ -350,3 +350,31 @@ def test_training_goes_on_past_skipped_images_and_writes_only_its_run_folder_and
     assert _files(tmp_path, tmp_path / "run") == before
     assert list(data.parent.glob("*.cache.npz"))  # the cache is the one thing written next to the data
     assert yaml.safe_load((tmp_path / "run/config.yaml").read_text())["options"]["epochs"] == 1
+
+
+# ------------------------------------------------------------------------------------------------ predict sources
+
+
+def test_predict_refuses_a_source_that_is_not_an_image(tmp_path: Path) -> None:
+    from yoloswap.engine.predict import iter_sources
+
+    source = yolo_set(tmp_path)  # data.yaml: what a user passes by mistake
+    with pytest.raises(DataError) as err:
+        iter_sources(source)
+    assert str(err.value) == (f"--source {source}: not an image (jpg, jpeg, png, bmp, webp); give an image file or "
+                              "a folder of images")  # fmt: skip
+
+
+def test_predict_logs_an_unreadable_image_in_one_line_and_fails_when_none_is_readable(tmp_path, caplog) -> None:
+    from yoloswap.engine.predict import predict_images
+
+    bad = [truncated_jpeg(tmp_path / "cut.jpg"), write_png_bomb(tmp_path / "bomb.png", 9000, 9000)]
+    (tmp_path / "cut.jpg").write_bytes(b"\xff\xd8\xff")  # not even a header
+    with warnings.catch_warnings(record=True) as caught, pytest.raises(DataError) as err:
+        warnings.simplefilter("always")
+        list(predict_images(torch.nn.Identity(), bad, 64, torch.device("cpu")))
+    assert str(err.value) == f"--source: none of the 2 image(s) could be read (e.g. {bad[0]})"
+    assert [w for w in caught if issubclass(w.category, UserWarning)] == []  # no raw warning with a source line
+    logged = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(logged) == 2 and logged[0].startswith(f"warning: skipped {bad[0]}: cannot decode image")
+    assert "over yoloswap's limit" in logged[1]
