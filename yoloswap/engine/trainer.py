@@ -460,9 +460,9 @@ def _save(run: Run, epoch: int, best: bool) -> None:
         "rng": rng_state(),
     }
     weights = run.out / "weights"
-    save_checkpoint(ckpt, weights / "last.pt")
-    if best:
+    if best:  # faults12: best.pt first, so a kill between the two saves cannot leave a run without its best.pt
         save_checkpoint(ckpt, weights / "best.pt")
+    save_checkpoint(ckpt, weights / "last.pt")  # last: it is the commit point a resume starts from
 
 
 def _restore(run: Run, ckpt: dict) -> None:
