@@ -145,6 +145,7 @@ def soak(work: Path, kills: int, epochs: int, seed: int, checkpoint_every: int, 
         log = work / f"soak-{starts}.log"
         proc = start(cmd, log)
         starts += 1
+        resumes += resumable
         if survived >= kills or not wait_for_setup(proc, log):
             rc = proc.wait()
             if rc != 0:
@@ -152,7 +153,6 @@ def soak(work: Path, kills: int, epochs: int, seed: int, checkpoint_every: int, 
             break
         if not resumable and not wait_for_first_checkpoint(proc, weights):
             break  # (cannot happen with enough epochs: the run ended before its first save)
-        resumes += resumable
         before = check_loadable(weights)
         at_save = (survived + 1) % checkpoint_every == 0
         killed = kill_during_checkpoint(proc, weights) if at_save else kill_after(proc, rng.uniform(0, 1.5 * epoch_s))
