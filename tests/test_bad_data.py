@@ -19,7 +19,7 @@ import torch
 import yaml
 from PIL import Image
 
-from tests.test_data_formats import coco_set, write_image, write_labels, write_yaml, yolo_set
+from tests.test_data_formats import coco_set, write_image, write_labels, yolo_set
 from yoloswap.data import images
 from yoloswap.data.formats import DataWarning, load_data_config
 from yoloswap.errors import DataError
