@@ -5,7 +5,7 @@ with an uninterrupted run of the same seed.
 
 Kill moments: every ``--checkpoint-every``-th kill waits until a checkpoint is being written (a ``.last.pt.*.tmp``
 file exists in the weights folder) and kills then; the others land at a random time after the run has finished
-setting up (uniform over 1.5 epochs as measured on the uninterrupted run; a fresh run only once its first
+setting up (uniform over ``--window-epochs`` epochs as measured on the uninterrupted run; a fresh run only once its first
 checkpoint exists, so that kills test resumes), so they fall in training steps, validation, plotting or the save
 alike. After each kill: last.pt and best.pt must load; the run is resumed with
 ``--resume`` (or started again when it died before its first checkpoint). At the end, every epoch must appear
@@ -121,7 +121,8 @@ def compare(a: dict, b: dict) -> dict:
     return {"bit_exact": bool(equal), "max_abs_diff": worst}
 
 
-def soak(work: Path, kills: int, epochs: int, seed: int, checkpoint_every: int, rng: random.Random) -> dict:
+def soak(work: Path, kills: int, epochs: int, seed: int, checkpoint_every: int, rng: random.Random,
+         window_epochs: float = 1.0) -> dict:
     data = ultralytics_set(work / "data", names_as_dict=False, n_train=4, n_val=2)
     reference = work / "reference"
     t0 = time.monotonic()
@@ -155,7 +156,7 @@ def soak(work: Path, kills: int, epochs: int, seed: int, checkpoint_every: int, 
             break  # (cannot happen with enough epochs: the run ended before its first save)
         before = check_loadable(weights)
         at_save = (survived + 1) % checkpoint_every == 0
-        killed = kill_during_checkpoint(proc, weights) if at_save else kill_after(proc, rng.uniform(0, 1.5 * epoch_s))
+        killed = kill_during_checkpoint(proc, weights) if at_save else kill_after(proc, rng.uniform(0, window_epochs * epoch_s))
         if not killed:
             if proc.returncode != 0:
                 raise RuntimeError(f"run ended with {proc.returncode}; see {log}")
@@ -193,11 +194,14 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0, help="training seed (both runs)")
     parser.add_argument("--kill-seed", type=int, default=1, help="seed of the kill moments")
     parser.add_argument("--checkpoint-every", type=int, default=4, help="every Nth kill lands in a checkpoint write")
+    parser.add_argument("--window-epochs", type=float, default=1.0, help="random kills land within this many "
+                        "epochs after a run's setup")
     parser.add_argument("--work", type=Path, default=None, help="folder to keep (default: a temporary one)")
     args = parser.parse_args()
     work = args.work or Path(tempfile.mkdtemp(prefix="yoloswap-soak-"))
     work.mkdir(parents=True, exist_ok=True)
-    result = soak(work, args.kills, args.epochs, args.seed, args.checkpoint_every, random.Random(args.kill_seed))
+    result = soak(work, args.kills, args.epochs, args.seed, args.checkpoint_every, random.Random(args.kill_seed),
+                  args.window_epochs)
     result["work"] = str(work)
     print(json.dumps(result, indent=1))
 
