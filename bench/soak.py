@@ -5,9 +5,9 @@ with an uninterrupted run of the same seed.
 
 Kill moments: every ``--checkpoint-every``-th kill waits until a checkpoint is being written (a ``.last.pt.*.tmp``
 file exists in the weights folder) and kills then; the others land at a random time after the run has finished
-setting up (uniform over ``--window-epochs`` epochs as measured on the uninterrupted run; a fresh run only once its first
-checkpoint exists, so that kills test resumes), so they fall in training steps, validation, plotting or the save
-alike. After each kill: last.pt and best.pt must load; the run is resumed with
+setting up (uniform over ``--window-epochs`` epochs as measured on the uninterrupted run; a fresh run only once its
+first checkpoint exists, so that kills test resumes), so they fall in training steps, validation, plotting or the
+save alike. After each kill: last.pt and best.pt must load; the run is resumed with
 ``--resume`` (or started again when it died before its first checkpoint). At the end, every epoch must appear
 exactly once in metrics.csv, and the final weights (model and EMA) are compared with the uninterrupted run's.
 
@@ -156,7 +156,8 @@ def soak(work: Path, kills: int, epochs: int, seed: int, checkpoint_every: int, 
             break  # (cannot happen with enough epochs: the run ended before its first save)
         before = check_loadable(weights)
         at_save = (survived + 1) % checkpoint_every == 0
-        killed = kill_during_checkpoint(proc, weights) if at_save else kill_after(proc, rng.uniform(0, window_epochs * epoch_s))
+        delay = rng.uniform(0, window_epochs * epoch_s)
+        killed = kill_during_checkpoint(proc, weights) if at_save else kill_after(proc, delay)
         if not killed:
             if proc.returncode != 0:
                 raise RuntimeError(f"run ended with {proc.returncode}; see {log}")
