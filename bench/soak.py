@@ -156,8 +156,10 @@ def soak(work: Path, kills: int, epochs: int, seed: int, checkpoint_every: int, 
             break  # (cannot happen with enough epochs: the run ended before its first save)
         before = check_loadable(weights)
         at_save = (survived + 1) % checkpoint_every == 0
-        delay = rng.uniform(0, window_epochs * epoch_s)
-        killed = kill_during_checkpoint(proc, weights) if at_save else kill_after(proc, delay)
+        if at_save:
+            killed = kill_during_checkpoint(proc, weights)
+        else:
+            killed = kill_after(proc, rng.uniform(0, window_epochs * epoch_s))
         if not killed:
             if proc.returncode != 0:
                 raise RuntimeError(f"run ended with {proc.returncode}; see {log}")

@@ -343,7 +343,8 @@ def test_training_goes_on_past_skipped_images_and_writes_only_its_run_folder_and
     monkeypatch.chdir(work)
     before = _files(tmp_path)
     code, _, err = cli("train", "--backbone", "yolov5n", "--data", str(data), "--out", str(tmp_path / "run"),
-                       "--epochs", "1", "--img-size", "64", "--batch-size", "4", "--workers", "0", "--device", "cpu")  # fmt: skip
+                       "--epochs", "1", "--img-size", "64", "--batch-size", "4", "--workers", "0",
+                       "--device", "cpu")  # fmt: skip
     assert code == 0, err
     assert "skipped 3 unreadable image(s)" in err
     assert (tmp_path / "run/weights/last.pt").is_file()
