@@ -293,15 +293,36 @@ def _timm_file(spec: str, progress: bool) -> Path:
     raise WeightsError(f"weights timm://{spec}: timm gives no download location for them; {_HOW_TO_PROCEED}")
 
 
+def _hub_reachable(endpoint: str, timeout_s: float = 5.0) -> bool:
+    """Whether a TCP connection to the hub opens (DNS failure and refusal answer at once). Behind a proxy the
+    hub library knows best, so this says yes."""
+    import socket
+
+    if any(os.environ.get(k) for k in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")):
+        return True
+    url = urlparse(endpoint)
+    try:
+        socket.create_connection((url.hostname or "", url.port or 443), timeout=timeout_s).close()
+    except OSError:
+        return False
+    return True
+
+
 def _hf_file(spec: str, hub_id: str, filename: str | None) -> Path:
     """timm's weights file from the Hugging Face Hub cache (downloading it there when online)."""
-    from huggingface_hub import constants, hf_hub_download
+    from huggingface_hub import constants, hf_hub_download, try_to_load_from_cache
     from huggingface_hub.errors import EntryNotFoundError, LocalEntryNotFoundError, RepositoryNotFoundError
 
     repo, _, revision = hub_id.partition("@")
     offline = constants.HF_HUB_OFFLINE or os.environ.get("HF_HUB_OFFLINE", "").upper() in ("1", "ON", "YES", "TRUE")
     names = [filename] if filename else ["model.safetensors", "pytorch_model.bin"]
     offline_by_choice = offline
+    for name in names:  # a cached file is used as is, without network access (as download_cached does)
+        cached = try_to_load_from_cache(repo, name, revision=revision or None)
+        if isinstance(cached, str):
+            return Path(cached)
+    if not offline and not _hub_reachable(constants.ENDPOINT):
+        offline = True  # fail now, not after the hub library's ~30 s of retries
     for name in names:
         try:
             return Path(hf_hub_download(repo, name, revision=revision or None, local_files_only=offline))

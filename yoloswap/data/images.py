@@ -25,6 +25,12 @@ _PIL_FORMATS = {"JPEG", "MPO", "PNG", "BMP", "DIB", "WEBP"}  # MPO: phone JPEGs 
 _EXIF_ORIENTATION = 0x0112
 _SWAPS_SIDES = {5, 6, 7, 8}  # orientations that rotate by 90 degrees
 _MIN_SIDE = 2
+# --- bad-image limits (validation only; decoding is below) -------------------------------------------------------
+# The largest image yoloswap decodes: 2**26 pixels (8192 x 8192, 192 MiB as RGB). Detection trains at 640 px, so
+# anything bigger is a satellite tile to cut up first - or a decompression bomb (a few kB of PNG that inflate to
+# gigabytes). The header is checked before any pixel is decoded, so memory stays bounded. This is below PIL's own
+# limit (Image.MAX_IMAGE_PIXELS, ~89 M, which only warns) and OpenCV's (2**30), so ours is the one that applies.
+MAX_IMAGE_PIXELS = 2**26
 
 cv2.setNumThreads(0)  # see transforms.py: a cv2 thread pool in the parent hangs forked DataLoader workers
 
@@ -54,10 +60,12 @@ def probe_image(path: Path) -> ImageInfo:
     ``verify()`` catches broken PNG chunks and unknown formats; JPEGs are checked for their end marker because a
     download cut short still has a valid header and would only fail mid-training.
     """
+    check_not_empty(path)
     try:
         with Image.open(path) as im:
             fmt = im.format or "?"
             raw_w, raw_h = im.size
+            check_pixel_count(path, raw_w, raw_h)  # before verify(), which may inflate compressed data
             im.verify()  # must come straight after open, so EXIF is read from a second open
         with Image.open(path) as im:
             orientation = int(im.getexif().get(_EXIF_ORIENTATION, 1) or 1)
@@ -72,6 +80,25 @@ def probe_image(path: Path) -> ImageInfo:
     if orientation in _SWAPS_SIDES:
         return ImageInfo(width=raw_h, height=raw_w, raw_width=raw_w, raw_height=raw_h)
     return ImageInfo(width=raw_w, height=raw_h, raw_width=raw_w, raw_height=raw_h)
+
+
+def check_not_empty(path: Path) -> None:
+    """A zero-byte file (an interrupted copy) gets its own message rather than PIL's "cannot identify"."""
+    try:
+        empty = path.stat().st_size == 0
+    except OSError as e:
+        raise CorruptImageError(f"{path}: cannot read image ({e.strerror or e})") from None
+    if empty:
+        raise CorruptImageError(f"{path}: empty file (0 bytes)")
+
+
+def check_pixel_count(path: Path, width: int, height: int) -> None:
+    """Refuse an image whose header promises more than :data:`MAX_IMAGE_PIXELS` (call before decoding)."""
+    if width * height > MAX_IMAGE_PIXELS:
+        raise CorruptImageError(
+            f"{path}: image is {width}x{height} = {width * height / 1e6:.0f} M pixels, over yoloswap's limit of "
+            f"{MAX_IMAGE_PIXELS / 1e6:.0f} M (a decompression bomb, or a tile to cut up first)"
+        )
 
 
 def _has_jpeg_end_marker(path: Path) -> bool:
@@ -170,6 +197,7 @@ def _exif_orientation(path: Path, data: bytes) -> int:
 def _read_with_pil(path: Path, apply_exif: bool) -> np.ndarray:
     try:
         with Image.open(path) as im:
+            check_pixel_count(path, *im.size)  # header only: refuse before the pixels are inflated
             im.load()
             if apply_exif:
                 im = ImageOps.exif_transpose(im)

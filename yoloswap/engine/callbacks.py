@@ -79,6 +79,22 @@ def append_metrics(path: Path, row: dict, columns: tuple[str, ...]) -> None:
         writer.writerow({k: ("" if row.get(k) is None else _fmt(row[k])) for k in columns})
 
 
+def trim_metrics(path: Path, last_epoch: int) -> None:
+    """Keep only the rows of epochs up to ``last_epoch`` (1-based): a run killed between writing a row and
+    saving its checkpoint redoes that epoch, and must not log it twice. Rewritten atomically."""
+    if not path.is_file():
+        return
+    with path.open(newline="") as fh:
+        reader = csv.DictReader(fh)
+        rows = [r for r in reader if (r.get("epoch") or "").isdigit() and int(r["epoch"]) <= last_epoch]
+    tmp = path.with_suffix(".tmp")
+    with tmp.open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=reader.fieldnames or [], extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+    tmp.replace(path)
+
+
 def _fmt(value) -> str:
     if isinstance(value, float):
         return f"{value:.6g}" if math.isfinite(value) else str(value)

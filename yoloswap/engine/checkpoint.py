@@ -12,6 +12,7 @@ tensors, dtypes and devices. :func:`rng_state` converts the random generators' s
 from __future__ import annotations
 
 import collections
+import errno
 import os
 import pickle
 import pickletools
@@ -84,11 +85,11 @@ def save_checkpoint(obj: dict, path: Path) -> None:
     else:
         _check_loadable(obj)
 
-    path.parent.mkdir(parents=True, exist_ok=True)
     # Same folder as the destination (a rename across file systems is not atomic); "x" mode honours the umask,
     # so the final file gets ordinary permissions.
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         with open(tmp, "xb") as f:
             if safetensors:
                 from safetensors.torch import save as safetensors_bytes
@@ -99,10 +100,69 @@ def save_checkpoint(obj: dict, path: Path) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    except BaseException as e:
+        _remove_quietly(tmp)
+        os_error = _os_error_inside(e)
+        if os_error is None:
+            raise
+        raise CheckpointError(_write_failure(path, os_error)) from e
     _fsync_dir(path.parent)
+    _remove_orphans(path)
+
+
+def _remove_orphans(path: Path) -> None:
+    """Delete temp files that an earlier process killed mid-save (``kill -9``, power loss) left next to ``path``.
+
+    Only files of processes that no longer exist: another process may be saving right now."""
+    for tmp in path.parent.glob(f".{path.name}.*.tmp"):
+        pid = tmp.name[len(path.name) + 2 :].split(".")[0]
+        if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+            _remove_quietly(tmp)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # exists but belongs to someone else
+        return True
+    return True
+
+
+# errno → what a user can act on; anything else is reported with the system's own words
+_WRITE_ERRORS = {
+    errno.ENOSPC: "the disk is full",
+    errno.EDQUOT: "the disk quota is exceeded",
+    errno.EROFS: "the file system is read-only",
+    errno.EACCES: "permission denied",
+    errno.EPERM: "permission denied",
+}
+
+
+def _write_failure(path: Path, error: OSError) -> str:
+    """One line: which file, why, and that the previous checkpoint (if any) is untouched."""
+    reason = _WRITE_ERRORS.get(error.errno) or error.strerror or _first_line(error)
+    kept = f"the previous {path.name} is intact" if path.is_file() else "nothing was written"
+    return f"cannot write checkpoint {path}: {reason} ({kept}); free space or fix the folder, then resume"
+
+
+def _os_error_inside(error: BaseException | None) -> OSError | None:
+    """The OSError behind ``error`` (itself, or one it was raised from: a writer may wrap the system's error)."""
+    for _ in range(8):
+        if error is None or isinstance(error, OSError):
+            return error
+        error = error.__cause__ or error.__context__
+    return None
+
+
+def _remove_quietly(tmp: Path) -> None:
+    """Remove a half-written temp file; on a read-only or failing disk even that may fail, which must not hide
+    the original error."""
+    try:
+        tmp.unlink(missing_ok=True)
+    except OSError:
+        pass
 
 
 def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dict:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,10 +14,13 @@ from yoloswap.errors import DataError
 
 
 def iter_sources(source: Path) -> list[Path]:
-    """An image file, or every image in a folder (sorted)."""
-    from yoloswap.data.images import is_image_file
+    """An image file, or every image in a folder (sorted); anything else (a data YAML, a video) is refused."""
+    from yoloswap.data.images import IMAGE_SUFFIXES, is_image_file
 
     if source.is_file():
+        if not is_image_file(source):
+            raise DataError(f"--source {source}: not an image ({', '.join(s[1:] for s in IMAGE_SUFFIXES)}); "
+                            "give an image file or a folder of images")  # fmt: skip
         return [source]
     if source.is_dir():
         files = sorted(p for p in source.rglob("*") if p.is_file() and is_image_file(p))
@@ -44,13 +48,13 @@ def predict_images(model, files: list[Path], img_size: int, device: torch.device
             yield path, image, to_original(det.cpu(), meta)
         batch.clear()
 
+    skipped = 0
     for path in files:
         try:
             image = read_image(path)
-        except DataError as exc:
-            import warnings
-
-            warnings.warn(f"skipping {path}: {exc}", stacklevel=2)
+        except DataError as exc:  # one line through logging (not warnings.warn, which quotes a source line)
+            skipped += 1
+            logging.getLogger(__name__).warning("warning: skipped %s", exc)
             continue
         resized, ratio = resize_long_side(image, img_size)
         padded, pad = pad_to_square(resized, img_size)
@@ -59,6 +63,8 @@ def predict_images(model, files: list[Path], img_size: int, device: torch.device
             yield from flush()
     if batch:
         yield from flush()
+    if files and skipped == len(files):
+        raise DataError(f"--source: none of the {len(files)} image(s) could be read (e.g. {files[0]})")
 
 
 def detections_json(path: Path, dets: torch.Tensor, names: list[str]) -> dict:

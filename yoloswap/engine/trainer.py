@@ -26,7 +26,9 @@ import yaml
 
 from yoloswap import __version__
 from yoloswap.engine import distributed, signals
-from yoloswap.engine.callbacks import EpochCallback, EpochEnd, Progress, default_callbacks, metric_columns
+from yoloswap.engine.callbacks import (
+    EpochCallback, EpochEnd, Progress, default_callbacks, metric_columns, trim_metrics,
+)
 from yoloswap.engine.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from yoloswap.engine.ema import ModelEMA, unwrap
 from yoloswap.engine.model_io import CHECKPOINT_FORMAT, is_detector_checkpoint
@@ -353,6 +355,8 @@ def _train(options: TrainOptions, out: Path | None, exist_ok: bool, resume: Path
         saved = TrainOptions.from_dict(recorded)
         options = dataclasses.replace(saved, device=options.device, workers=options.workers)
         out = resume
+        if dist.main:
+            trim_metrics(out / "metrics.csv", int(resume_ckpt["epoch"]) + 1)  # a kill between row and checkpoint
         if int(resume_ckpt["epoch"]) + 1 >= options.epochs:
             raise TrainingError(f"{resume} already finished all {options.epochs} epochs; nothing to resume")
         log(f"resuming {out} from epoch {int(resume_ckpt['epoch']) + 2}/{options.epochs}")
@@ -402,6 +406,7 @@ def _fit(run: Run, train_loader, val_loader, log, progress: Progress, callbacks:
     epoch = run.start_epoch
     while epoch < epochs:
         train_loader.dataset.mosaic_enabled = mosaic_on(epoch, epochs, options.close_mosaic)
+        _reseed_epoch(train_loader, options.seed + dist.rank, epoch)  # a resumed epoch replays exactly
         if dist.enabled:
             train_loader.sampler.set_epoch(epoch)
         start = time.perf_counter()
@@ -604,11 +609,11 @@ def save_run(run: Run, epoch: int, best: bool) -> None:
         "rng": rng_state(),
     }
     weights = run.out / "weights"
-    save_checkpoint(ckpt, weights / "last.pt")
-    if best:
+    if best:  # best.pt first, so a kill between the two saves cannot leave a run without its best.pt
         lean = {k: v for k, v in ckpt.items() if k not in RESUME_KEYS}
         lean["model"] = ckpt["ema"] if ckpt["ema"] is not None else ckpt["model"]
         save_checkpoint(lean, weights / "best.pt")
+    save_checkpoint(ckpt, weights / "last.pt")  # last: it is the commit point a resume starts from
 
 
 def _restore(run: Run, ckpt: dict) -> None:
@@ -693,3 +698,17 @@ def _summary(run: Run, console) -> None:
              for name in ("best.pt", "last.pt") if (run.out / "weights" / name).is_file()]
     table.add_row("checkpoints", ", ".join(sizes))
     console.print(table)
+
+
+# ------------------------------------------------------------------------------------------------ resume
+
+
+def _reseed_epoch(loader, seed: int, epoch: int) -> None:
+    """Make epoch N's shuffle order and augmentation depend on (seed, N) only, not on the epochs this process
+    happened to run before it, so a run resumed at epoch N replays it exactly (with ``--workers 0``; persistent
+    workers keep their own streams). Epoch 0 keeps the loader's own seeding."""
+    epoch_seed = seed if epoch == 0 else int(np.random.SeedSequence([seed, epoch]).generate_state(1)[0])
+    if loader.generator is not None:
+        loader.generator.manual_seed(epoch_seed)
+    if loader.num_workers == 0:
+        loader.dataset.reseed(epoch_seed)
