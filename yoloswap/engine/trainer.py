@@ -28,7 +28,7 @@ from yoloswap.engine.model_io import CHECKPOINT_FORMAT, is_detector_checkpoint
 from yoloswap.engine.options import TrainOptions
 from yoloswap.engine.schedule import Schedule
 from yoloswap.engine.validate import autocast_for, evaluate
-from yoloswap.errors import CheckpointError, TrainingError
+from yoloswap.errors import CheckpointError, TrainingError, UsageError
 
 METRIC_COLUMNS = (
     "epoch", "train/box_loss", "train/obj_loss", "train/cls_loss",
@@ -122,7 +122,7 @@ def build_run(options: TrainOptions, out: Path, log=print, resume_ckpt: dict | N
     seed_everything(options.seed)
     device = resolve_device(options.device)
     if device.type == "meta":
-        raise TrainingError("--device meta cannot train; use cpu or cuda")
+        raise UsageError("--device meta cannot train; use cpu or cuda")
     device = distributed.setup(dist, device)
 
     # --- data: read and validated before any model work, so label errors stop the run at once
