@@ -111,7 +111,6 @@ def val(
     from yoloswap.cli.console import err, out, print_json
     from yoloswap.data.dataset import DetectionDataset, build_dataloader
     from yoloswap.data.formats import load_data_config
-    from yoloswap.data.synthetic import builtin_data_yaml
     from yoloswap.engine.checkpoint import load_checkpoint
     from yoloswap.engine.model_io import detector_from_checkpoint
     from yoloswap.engine.validate import evaluate
@@ -120,9 +119,14 @@ def val(
 
     ckpt = load_checkpoint(weights)
     model, preset, plan, names, _ = detector_from_checkpoint(ckpt, weights)
-    cfg = load_data_config(Path(data) if data else builtin_data_yaml())
+    trained_on = _trained_data(ckpt)
+    cfg = load_data_config(Path(data) if data else _run_data_yaml(trained_on, weights))
     if len(cfg.names) != len(names):
-        raise DataError(f"{cfg.source}: {len(cfg.names)} classes, but {weights} was trained for {len(names)}")
+        raise DataError(f"{cfg.source}: {len(cfg.names)} classes, but {weights} was trained for {len(names)} "
+                        f"(on {trained_on or 'the built-in set'}); pass --data with a data set of those classes")
+    if list(cfg.names) != list(names):
+        err.print(f"[yellow]warning:[/] {cfg.source} names its classes {list(cfg.names)}, the model was trained "
+                  f"on {list(names)}")
     dev = resolve_device(device)
     size = img_size or int(ckpt["config"]["options"]["img_size"])
     ds = DetectionDataset(cfg.split(split).samples, size, augment=False)
@@ -135,12 +139,31 @@ def val(
         save_json.write_text(json.dumps(result.accumulator.results()))
         err.print(f"COCO results written to {save_json}")
     metrics = {k: v for k, v in result.metrics.items()}
-    metrics.update(images=len(ds), weights=str(weights), backbone=preset.name)
+    metrics.update(images=len(ds), weights=str(weights), backbone=preset.name, data=str(cfg.source), split=split,
+                   img_size=size)
     if as_json:
         print_json(metrics)
         return
     out.print(f"{preset.name}: mAP@.5:.95 [bold]{metrics['map']:.4f}[/]  mAP@.5 [bold]{metrics['map50']:.4f}[/]  "
-              f"mAP@.75 {metrics['map75']:.4f}  ({len(ds)} images)")
+              f"mAP@.75 {metrics['map75']:.4f}  on {cfg.source} {split} ({len(ds)} images at {size} px)")
+
+
+def _trained_data(ckpt: dict) -> str | None:
+    """The data YAML a run was trained on, as its checkpoint records it (None: the built-in set)."""
+    return (ckpt.get("config") or {}).get("options", {}).get("data")
+
+
+def _run_data_yaml(trained_on: str | None, weights: Path) -> Path:
+    """Where ``val`` finds the run's own data when no --data is given: the YAML it was trained on."""
+    from yoloswap.data.synthetic import builtin_data_yaml
+    from yoloswap.errors import DataError
+
+    if trained_on is None:
+        return builtin_data_yaml()
+    path = Path(trained_on).expanduser()
+    if not path.is_file():
+        raise DataError(f"{weights} was trained on {trained_on}, which is not found from here; pass --data")
+    return path
 
 
 def predict(
@@ -178,7 +201,7 @@ def predict(
             progress.advance(task)
     json_path = write_predictions(folder, records)
     total = sum(len(r["detections"]) for r in records)
-    out.print(f"{total} detections in {len(records)} images → {folder} ({json_path.name})")
+    out.print(f"{total} detections in {len(records)} images at {size} px → {folder} ({json_path.name})")
 
 
 def demo_data(

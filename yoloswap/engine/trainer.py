@@ -83,11 +83,22 @@ def claim_run_dir(out: Path, exist_ok: bool) -> Path:
     """Create the run folder; an existing run is never overwritten unless asked."""
     if out.exists() and any(out.iterdir()) and not exist_ok:
         raise TrainingError(
-            f"run folder {out} already exists; continue it with --resume {out}, "
+            f"run folder {out} already exists; {_continue_hint(out)}"
             "pick another --out, or pass --exist-ok to overwrite it"
         )
     (out / "weights").mkdir(parents=True, exist_ok=True)
     return out
+
+
+def _continue_hint(out: Path) -> str:
+    """Suggest ``--resume`` only where it would work: a run whose last checkpoint has epochs left."""
+    try:
+        ckpt = load_checkpoint(out / "weights" / "last.pt")
+        if int(ckpt["epoch"]) + 1 < int(ckpt["config"]["options"]["epochs"]):
+            return f"continue it with --resume {out}, "
+        return "it is a finished run; "
+    except (CheckpointError, KeyError, TypeError, ValueError):  # not a run (or not one we can read)
+        return ""
 
 
 # ------------------------------------------------------------------------------------------------ set-up
