@@ -7,6 +7,8 @@ from typing import Annotated, Optional
 
 import typer
 
+from yoloswap.cli import help as H
+
 # The built-in set is small and 256 px: by default it trains for at most 8 minutes (epochs refitted to the
 # budget), so the README's command finishes on a 2-core CPU, and without gradient accumulation, because in such a
 # short run every optimizer step counts (measured: 5-minute yolov5n mAP@.5:.95 0.013 with a nominal batch of 64,
@@ -93,17 +95,26 @@ def train(
 
 
 def val(
-    weights: Annotated[Path, Opt("--weights", "-w", help="A yoloswap checkpoint (best.pt / last.pt).")],
-    data: Annotated[Optional[str], Opt(help="Data YAML (default: the built-in set).")] = None,
-    split: Annotated[str, Opt(help="Which split of the data YAML to evaluate.")] = "val",
-    img_size: Annotated[Optional[int], Opt("--img-size", help="Default: the size the model was trained at.")] = None,
-    batch_size: Annotated[int, Opt("--batch-size")] = 16,
-    device: Annotated[str, Opt()] = "auto",
-    workers: Annotated[int, Opt()] = 2,
-    conf: Annotated[float, Opt(help="Score threshold.")] = 0.001,
-    iou: Annotated[float, Opt(help="NMS IoU threshold.")] = 0.65,
-    save_json: Annotated[Optional[Path], Opt("--save-json", help="Write the predictions as COCO results JSON.")] = None,
-    as_json: Annotated[bool, Opt("--json", help="Print the metrics as JSON on stdout.")] = False,
+    weights: Annotated[Path, Opt("--weights", "-w", rich_help_panel=H.MODEL,
+                                 help="A yoloswap checkpoint (best.pt / last.pt).")],
+    data: Annotated[Optional[str], Opt(rich_help_panel=H.DATA, help="Data YAML (Ultralytics or COCO). Default: "
+                                       "the one the run was trained on (the built-in set if it used that).")] = None,
+    split: Annotated[str, Opt(rich_help_panel=H.DATA, help="Which split of the data YAML to evaluate "
+                              "(train, val or another key it names).")] = "val",
+    img_size: Annotated[Optional[int], Opt("--img-size", rich_help_panel=H.DATA, help="Evaluation size in "
+                                           "pixels, a multiple of 32. Default: the size the run trained at.")] = None,
+    batch_size: Annotated[int, Opt("--batch-size", rich_help_panel=H.HARDWARE, min=1,
+                                   help="Images per forward pass (memory, not results).")] = 16,
+    device: Annotated[str, Opt(rich_help_panel=H.HARDWARE, help="auto (CUDA when present), cpu, cuda or cuda:N.")] = "auto",
+    workers: Annotated[int, Opt(rich_help_panel=H.HARDWARE, min=0,
+                                help="DataLoader worker processes (0: load in this process).")] = 2,
+    conf: Annotated[float, Opt(rich_help_panel=H.DETECTION, min=0.0, max=1.0,
+                               help="Score threshold, 0-1 (low, so the mAP curve is complete).")] = 0.001,
+    iou: Annotated[float, Opt(rich_help_panel=H.DETECTION, min=0.0, max=1.0, help="NMS IoU threshold, 0-1.")] = 0.65,
+    save_json: Annotated[Optional[Path], Opt("--save-json", rich_help_panel=H.OUTPUT,
+                                             help="Write the predictions to this file as COCO results JSON.")] = None,
+    as_json: Annotated[bool, H.flag("--json", rich_help_panel=H.OUTPUT,
+                                    help="Print the metrics as JSON on stdout.")] = False,
 ) -> None:
     """Evaluate a trained checkpoint: COCO mAP@[.5:.95] and mAP@.5."""
     import json
@@ -167,13 +178,17 @@ def _run_data_yaml(trained_on: str | None, weights: Path) -> Path:
 
 
 def predict(
-    weights: Annotated[Path, Opt("--weights", "-w", help="A yoloswap checkpoint.")],
-    source: Annotated[Path, Opt("--source", "-s", help="An image or a folder of images.")],
-    out_dir: Annotated[Optional[Path], Opt("--out", help="Output folder (default runs/predict/expN).")] = None,
-    img_size: Annotated[Optional[int], Opt("--img-size")] = None,
-    conf: Annotated[float, Opt(help="Score threshold.")] = 0.25,
-    iou: Annotated[float, Opt(help="NMS IoU threshold.")] = 0.45,
-    device: Annotated[str, Opt()] = "auto",
+    weights: Annotated[Path, Opt("--weights", "-w", rich_help_panel=H.MODEL, help="A yoloswap checkpoint.")],
+    source: Annotated[Path, Opt("--source", "-s", rich_help_panel=H.DATA,
+                                help="An image or a folder of images (jpg, png, bmp, webp).")],
+    out_dir: Annotated[Optional[Path], Opt("--out", rich_help_panel=H.OUTPUT,
+                                           help="Output folder (default runs/predict/expN).")] = None,
+    img_size: Annotated[Optional[int], Opt("--img-size", rich_help_panel=H.DATA, help="Inference size in "
+                                           "pixels, a multiple of 32. Default: the size the run trained at.")] = None,
+    conf: Annotated[float, Opt(rich_help_panel=H.DETECTION, min=0.0, max=1.0,
+                               help="Score threshold, 0-1: boxes below it are dropped.")] = 0.25,
+    iou: Annotated[float, Opt(rich_help_panel=H.DETECTION, min=0.0, max=1.0, help="NMS IoU threshold, 0-1.")] = 0.45,
+    device: Annotated[str, Opt(rich_help_panel=H.HARDWARE, help="auto (CUDA when present), cpu, cuda or cuda:N.")] = "auto",
 ) -> None:
     """Detect objects in images; writes images with boxes and predictions.json."""
     from rich.progress import Progress
@@ -205,7 +220,8 @@ def predict(
 
 
 def demo_data(
-    out_dir: Annotated[Path, Opt("--out", help="Folder to write the built-in data set into (Ultralytics layout).")],
+    out_dir: Annotated[Path, Opt("--out", rich_help_panel=H.OUTPUT,
+                                 help="Folder to write the built-in data set into (Ultralytics layout).")],
 ) -> None:
     """Write the built-in synthetic detection set as an Ultralytics-layout data set."""
     from yoloswap.cli.console import out
