@@ -8,6 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from yoloswap.cli import help as H
+from yoloswap.cli.config_file import apply_config_file
 
 # The built-in set is small and 256 px: by default it trains for at most 8 minutes (epochs refitted to the
 # budget), so the README's command finishes on a 2-core CPU, and without gradient accumulation, because in such a
@@ -66,6 +67,8 @@ def train(
     hsv_h: Annotated[float, Opt("--hsv-h")] = 0.015,
     hsv_s: Annotated[float, Opt("--hsv-s")] = 0.7,
     hsv_v: Annotated[float, Opt("--hsv-v")] = 0.4,
+    config: Annotated[Optional[Path], Opt("--config", is_eager=True, callback=apply_config_file, help="YAML file of "
+                      "training options (keys as in a run's config.yaml, which reruns that run); flags override it.")] = None,
 ) -> None:
     """Train a YOLOv5 detector on BACKBONE (the built-in data set unless --data is given)."""
     from yoloswap.cli.console import err
