@@ -21,7 +21,7 @@ import torch
 import yaml
 
 from yoloswap import __version__
-from yoloswap.engine import distributed
+from yoloswap.engine import distributed, runlock
 from yoloswap.engine.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from yoloswap.engine.ema import ModelEMA, unwrap
 from yoloswap.engine.model_io import CHECKPOINT_FORMAT, is_detector_checkpoint
@@ -155,7 +155,7 @@ def build_run(options: TrainOptions, out: Path, log=print, resume_ckpt: dict | N
         from torch.utils.data.distributed import DistributedSampler
 
         sampler = DistributedSampler(train_ds, dist.world_size, dist.rank, shuffle=True, seed=options.seed)
-    per_rank_batch = max(options.batch_size // dist.world_size, 1)
+    per_rank_batch = distributed.per_process_batch(options.batch_size, dist.world_size)
     train_loader = build_dataloader(train_ds, per_rank_batch, True, options.workers, options.seed + dist.rank,
                                     sampler=sampler)
     val_loader = build_dataloader(val_ds, options.batch_size, False, min(options.workers, 2), options.seed)
@@ -275,6 +275,7 @@ def train(options: TrainOptions, out: Path | None = None, exist_ok: bool = False
     try:
         return _train(options, out, exist_ok, resume, console, log, dist)
     finally:
+        runlock.release()
         distributed.cleanup(dist)
 
 
@@ -294,8 +295,11 @@ def _train(options: TrainOptions, out: Path | None, exist_ok: bool, resume: Path
         log(f"resuming {out} from epoch {int(resume_ckpt['epoch']) + 2}/{options.epochs}")
     elif dist.main:
         out = claim_run_dir(out or new_run_dir(), exist_ok)
+    if dist.main:
+        runlock.hold(out)  # one writer per run folder
     out = distributed.broadcast(dist, out)
     run, (train_loader, val_loader) = build_run(options, out, log, resume_ckpt, dist)
+    log(distributed.describe(dist, run.device, options.batch_size))
     if dist.main:
         _write_config(run)
     _log_setup(run, log, len(train_loader.dataset), len(val_loader.dataset))
