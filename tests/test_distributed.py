@@ -153,3 +153,64 @@ def test_every_image_once_per_epoch_and_every_validation_image_scored_once(tmp_p
     assert len(seen[0]["scored"]) == 2
     for ids in seen[0]["scored"]:
         assert len(ids) == n_val and len(set(ids)) == n_val
+
+
+# ------------------------------------------------------------------------------------------------ kill -9 and resume
+
+
+def _torchrun(port: int, *args: str) -> list[str]:
+    return [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(port),
+            "-m", "yoloswap", "train", *args]
+
+
+def _epochs(run: Path) -> list[str]:
+    path = run / "metrics.csv"
+    return [r["epoch"] for r in csv.DictReader(path.open())] if path.is_file() else []
+
+
+@pytest.mark.slow
+def test_torchrun_killed_with_kill_9_stops_its_workers_and_resumes_at_the_right_epoch(tmp_path):
+    data = ultralytics_set(tmp_path / "data", names_as_dict=False, n_train=16)
+    run = tmp_path / "run"
+    args = [*TINY, "--epochs", "4", "--data", str(data), "--out", str(run)]
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    launcher = subprocess.Popen(_torchrun(_free_port(), *args), env=env, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 240
+        last = run / "weights" / "last.pt"
+        while not last.is_file() and launcher.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert last.is_file() and launcher.poll() is None, "the first epoch did not finish in time"
+        launcher.send_signal(signal.SIGKILL)  # torchrun itself, as `kill -9 <torchrun pid>` does
+        launcher.wait()
+        deadline = time.monotonic() + 30  # the orphaned workers get SIGTERM from the kernel and let go of the run
+        while runlock.holder(run) is not None and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert runlock.holder(run) is None, "workers kept training after their launcher died"
+    finally:
+        if launcher.poll() is None:
+            launcher.kill()
+    from yoloswap.engine.checkpoint import load_checkpoint
+
+    saved = int(load_checkpoint(run / "weights" / "last.pt")["epoch"]) + 1  # epochs completed and checkpointed
+    assert 1 <= saved < 4
+
+    resumed = subprocess.run(_torchrun(_free_port(), *TINY, "--resume", str(run)), env=env, capture_output=True,
+                             text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr[:3000]
+    assert f"from epoch {saved + 1}/4" in resumed.stderr
+    assert "processes: 2 (gloo" in resumed.stderr
+    assert _epochs(run) == ["1", "2", "3", "4"]  # continued where it stopped: no epoch twice, none interleaved
+
+
+def test_resume_drops_metrics_rows_written_after_the_last_checkpoint(tmp_path):
+    from yoloswap.engine.trainer import METRIC_COLUMNS, _append_metrics, _trim_metrics
+
+    path = tmp_path / "metrics.csv"
+    for epoch in (1, 2, 3):
+        _append_metrics(path, {"epoch": epoch, "train/box_loss": 0.5})
+    _trim_metrics(path, 2)  # the checkpoint holds 2 epochs: the run died before saving the third
+    rows = list(csv.DictReader(path.open()))
+    assert [r["epoch"] for r in rows] == ["1", "2"] and list(rows[0]) == list(METRIC_COLUMNS)
+    assert rows[1]["train/box_loss"] == "0.5"

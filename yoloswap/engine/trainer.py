@@ -293,6 +293,7 @@ def _train(options: TrainOptions, out: Path | None, exist_ok: bool, resume: Path
         if int(resume_ckpt["epoch"]) + 1 >= options.epochs:
             raise TrainingError(f"{resume} already finished all {options.epochs} epochs; nothing to resume")
         log(f"resuming {out} from epoch {int(resume_ckpt['epoch']) + 2}/{options.epochs}")
+        _trim_metrics(out / "metrics.csv", int(resume_ckpt["epoch"]) + 1)
     elif dist.main:
         out = claim_run_dir(out or new_run_dir(), exist_ok)
     if dist.main:
@@ -528,6 +529,24 @@ def _append_metrics(path: Path, row: dict) -> None:
         if new:
             writer.writeheader()
         writer.writerow({k: ("" if row.get(k) is None else _fmt(row[k])) for k in METRIC_COLUMNS})
+
+
+def _trim_metrics(path: Path, last_epoch: int) -> None:
+    """Drop rows after ``last_epoch`` (1-based): a run killed between writing an epoch's row and its checkpoint
+    retrains that epoch on resume, and its row must not appear twice."""
+    if not path.is_file():
+        return
+    with path.open(newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    keep = [r for r in rows if r.get("epoch", "").isdigit() and int(r["epoch"]) <= last_epoch]
+    if len(keep) == len(rows):
+        return
+    tmp = path.with_suffix(".tmp")
+    with tmp.open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=METRIC_COLUMNS, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(keep)
+    tmp.replace(path)
 
 
 def _fmt(value) -> str:
