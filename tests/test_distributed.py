@@ -194,7 +194,7 @@ def test_torchrun_killed_with_kill_9_stops_its_workers_and_resumes_at_the_right_
     from yoloswap.engine.checkpoint import load_checkpoint
 
     saved = int(load_checkpoint(run / "weights" / "last.pt")["epoch"]) + 1  # epochs completed and checkpointed
-    assert 1 <= saved < 4
+    assert 1 <= saved < 4, "the orphaned workers trained on to the end after their launcher died"
 
     resumed = subprocess.run(_torchrun(_free_port(), *TINY, "--resume", str(run)), env=env, capture_output=True,
                              text=True, timeout=300)
