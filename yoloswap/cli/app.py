@@ -13,11 +13,13 @@ from typing import Annotated
 import typer
 
 from yoloswap import __version__
+from yoloswap.cli import help as H
 from yoloswap.cli import inspect_cmds, train_cmds
 from yoloswap.errors import EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_OK
 
 app = typer.Typer(
     name="yoloswap",
+    cls=H.Group,
     help="Put any image backbone under a YOLOv5 detector and train it.",
     epilog="Exit codes: 0 done, 1 data or runtime failure, 2 wrong command line, 130 interrupted.",
     no_args_is_help=True,
@@ -25,9 +27,9 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
-app.command("list-backbones")(inspect_cmds.list_backbones)
-app.command("probe-channels")(inspect_cmds.probe_channels)
-app.command("info")(inspect_cmds.info)
+app.command("list-backbones", cls=H.Command)(inspect_cmds.list_backbones)
+app.command("probe-channels", cls=H.Command)(inspect_cmds.probe_channels)
+app.command("info", cls=H.Command)(inspect_cmds.info)
 train_cmds.register(app)
 
 

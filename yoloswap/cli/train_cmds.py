@@ -21,10 +21,10 @@ Opt = typer.Option
 
 
 def register(app: typer.Typer) -> None:
-    app.command("train")(train)
-    app.command("val")(val)
-    app.command("predict")(predict)
-    app.command("demo-data")(demo_data)
+    app.command("train", cls=H.Command)(train)
+    app.command("val", cls=H.Command)(val)
+    app.command("predict", cls=H.Command)(predict)
+    app.command("demo-data", cls=H.Command)(demo_data)
 
 
 def train(
@@ -67,7 +67,7 @@ def train(
     hsv_h: Annotated[float, Opt("--hsv-h")] = 0.015,
     hsv_s: Annotated[float, Opt("--hsv-s")] = 0.7,
     hsv_v: Annotated[float, Opt("--hsv-v")] = 0.4,
-    config: Annotated[Optional[Path], Opt("--config", is_eager=True, callback=apply_config_file, help="YAML file of "
+    config: Annotated[Optional[Path], Opt("--config", is_eager=True, callback=apply_config_file, rich_help_panel=H.OUTPUT, help="YAML file of "
                       "training options (keys as in a run's config.yaml, which reruns that run); flags override it.")] = None,
 ) -> None:
     """Train a YOLOv5 detector on BACKBONE (the built-in data set unless --data is given)."""
