@@ -67,8 +67,9 @@ def train(
     hsv_h: Annotated[float, Opt("--hsv-h")] = 0.015,
     hsv_s: Annotated[float, Opt("--hsv-s")] = 0.7,
     hsv_v: Annotated[float, Opt("--hsv-v")] = 0.4,
-    config: Annotated[Optional[Path], Opt("--config", is_eager=True, callback=apply_config_file, rich_help_panel=H.OUTPUT, help="YAML file of "
-                      "training options (keys as in a run's config.yaml, which reruns that run); flags override it.")] = None,
+    config: Annotated[Optional[Path], Opt("--config", is_eager=True, callback=apply_config_file, rich_help_panel=H.OUTPUT,
+                      help="YAML file of training options (keys as in a run's config.yaml, which reruns that run); "
+                      "flags override it.")] = None,
 ) -> None:
     """Train a YOLOv5 detector on BACKBONE (the built-in data set unless --data is given)."""
     from yoloswap.cli.console import err
@@ -108,7 +109,8 @@ def val(
                                            "pixels, a multiple of 32. Default: the size the run trained at.")] = None,
     batch_size: Annotated[int, Opt("--batch-size", rich_help_panel=H.HARDWARE, min=1,
                                    help="Images per forward pass (memory, not results).")] = 16,
-    device: Annotated[str, Opt(rich_help_panel=H.HARDWARE, help="auto (CUDA when present), cpu, cuda or cuda:N.")] = "auto",
+    device: Annotated[str, Opt(rich_help_panel=H.HARDWARE,
+                               help="auto (CUDA when present), cpu, cuda or cuda:N.")] = "auto",
     workers: Annotated[int, Opt(rich_help_panel=H.HARDWARE, min=0,
                                 help="DataLoader worker processes (0: load in this process).")] = 2,
     conf: Annotated[float, Opt(rich_help_panel=H.DETECTION, min=0.0, max=1.0,
@@ -191,7 +193,8 @@ def predict(
     conf: Annotated[float, Opt(rich_help_panel=H.DETECTION, min=0.0, max=1.0,
                                help="Score threshold, 0-1: boxes below it are dropped.")] = 0.25,
     iou: Annotated[float, Opt(rich_help_panel=H.DETECTION, min=0.0, max=1.0, help="NMS IoU threshold, 0-1.")] = 0.45,
-    device: Annotated[str, Opt(rich_help_panel=H.HARDWARE, help="auto (CUDA when present), cpu, cuda or cuda:N.")] = "auto",
+    device: Annotated[str, Opt(rich_help_panel=H.HARDWARE,
+                               help="auto (CUDA when present), cpu, cuda or cuda:N.")] = "auto",
 ) -> None:
     """Detect objects in images; writes images with boxes and predictions.json."""
     from rich.progress import Progress
