@@ -293,11 +293,12 @@ def _train(options: TrainOptions, out: Path | None, exist_ok: bool, resume: Path
         if int(resume_ckpt["epoch"]) + 1 >= options.epochs:
             raise TrainingError(f"{resume} already finished all {options.epochs} epochs; nothing to resume")
         log(f"resuming {out} from epoch {int(resume_ckpt['epoch']) + 2}/{options.epochs}")
-        _trim_metrics(out / "metrics.csv", int(resume_ckpt["epoch"]) + 1)
     elif dist.main:
         out = claim_run_dir(out or new_run_dir(), exist_ok)
     if dist.main:
-        runlock.hold(out)  # one writer per run folder
+        runlock.hold(out)  # one writer per run folder; only its holder may touch what is in it
+        if resume_ckpt is not None:
+            _trim_metrics(out / "metrics.csv", int(resume_ckpt["epoch"]) + 1)
     out = distributed.broadcast(dist, out)
     run, (train_loader, val_loader) = build_run(options, out, log, resume_ckpt, dist)
     log(distributed.describe(dist, run.device, options.batch_size))
