@@ -1,7 +1,17 @@
-"""One error family for everything a user can get wrong.
+"""One error family for everything a user can get wrong, and the exit codes the CLI returns for it.
 
 The CLI catches :class:`YoloswapError`, prints ``Error: <message>`` on one line and exits with
 ``exit_code``; any other exception is a bug and shows a traceback only with ``YOLOSWAP_DEBUG=1``.
+
+Exit codes, one convention for every command (README, "Exit codes"):
+
+- ``0`` done;
+- ``1`` (``EXIT_FAILURE``) what the command read or did failed: a data set, preset or checkpoint file that is
+  missing or malformed, weights that cannot be fetched, a run folder that is taken, training that diverged — and
+  bugs;
+- ``2`` (``EXIT_USAGE``) the command line itself is wrong: an unknown option or name (backbone, device), a value
+  out of range, options that conflict. Scripts can retry 1s after fixing data; 2s need a different command;
+- ``130`` (``EXIT_INTERRUPTED``) Ctrl-C, as shells report SIGINT.
 """
 
 from __future__ import annotations
@@ -10,16 +20,22 @@ import difflib
 from collections.abc import Iterable
 
 
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+
 class YoloswapError(Exception):
     """A problem with the user's input or environment, explained in one line."""
 
-    exit_code = 1
+    exit_code = EXIT_FAILURE
 
 
 class UsageError(YoloswapError):
-    """The command line names something that does not exist (exit code 2, like a usage error)."""
+    """The command line is wrong: an unknown name, a value out of range, options that conflict (exit code 2)."""
 
-    exit_code = 2
+    exit_code = EXIT_USAGE
 
 
 class ConfigError(YoloswapError):

@@ -8,24 +8,43 @@ from __future__ import annotations
 import os
 import sys
 
+from typing import Annotated
+
 import typer
 
+from yoloswap import __version__
+from yoloswap.cli import help as H
 from yoloswap.cli import inspect_cmds, train_cmds
+from yoloswap.errors import EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_OK
 
 app = typer.Typer(
     name="yoloswap",
+    cls=H.Group,
     help="Put any image backbone under a YOLOv5 detector and train it.",
+    epilog="Exit codes: 0 done, 1 data or runtime failure, 2 wrong command line, 130 interrupted.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
-app.command("list-backbones")(inspect_cmds.list_backbones)
-app.command("probe-channels")(inspect_cmds.probe_channels)
-app.command("info")(inspect_cmds.info)
+app.command("list-backbones", cls=H.Command)(inspect_cmds.list_backbones)
+app.command("probe-channels", cls=H.Command)(inspect_cmds.probe_channels)
+app.command("info", cls=H.Command)(inspect_cmds.info)
 train_cmds.register(app)
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        print(f"yoloswap {__version__}")
+        raise typer.Exit(EXIT_OK)
+
+
+@app.callback()
+def _root(
+    version: Annotated[bool, typer.Option("--version", callback=_print_version, is_eager=True, metavar="",
+                                          help="Print the version and exit.")] = False,
+) -> None:
+    """Put any image backbone under a YOLOv5 detector and train it."""
 
 def _cli_exceptions() -> tuple[tuple, tuple, tuple]:
     """(exit, abort, usage-error) classes of typer and of the click it uses (vendored in newer typer)."""
@@ -48,7 +67,10 @@ def _cli_exceptions() -> tuple[tuple, tuple, tuple]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the CLI; ``Error: ...`` and a non-zero exit instead of a traceback (unless ``YOLOSWAP_DEBUG=1``)."""
+    """Run the CLI; ``Error: ...`` and a non-zero exit instead of a traceback (unless ``YOLOSWAP_DEBUG=1``).
+
+    The one place where exceptions become exit codes (convention in :mod:`yoloswap.errors`).
+    """
     from yoloswap.errors import YoloswapError
 
     exits, aborts, usage = _cli_exceptions()
@@ -57,11 +79,11 @@ def main(argv: list[str] | None = None) -> int:
         # Without standalone mode typer returns an Exit's code (Ctrl-C gives 130) instead of raising it.
         code = app(args=argv, standalone_mode=False)
         if isinstance(code, int) and not isinstance(code, bool):
-            if code == 130:
+            if code == EXIT_INTERRUPTED:
                 print("Interrupted.", file=sys.stderr)
             return code
     except exits as exc:
-        if exc.exit_code == 130:
+        if exc.exit_code == EXIT_INTERRUPTED:
             print("Interrupted.", file=sys.stderr)
         return exc.exit_code
     except usage as exc:  # bad option, missing argument: typer/click print their own usage message
@@ -69,10 +91,10 @@ def main(argv: list[str] | None = None) -> int:
         return exc.exit_code
     except aborts:
         print("Aborted.", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
     except KeyboardInterrupt:
         print("Interrupted.", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
     except YoloswapError as exc:
         if debug:
             raise
@@ -82,8 +104,8 @@ def main(argv: list[str] | None = None) -> int:
         if debug:
             raise
         print(f"Error: {type(exc).__name__}: {exc} (set YOLOSWAP_DEBUG=1 for the traceback)", file=sys.stderr)
-        return 1
-    return 0
+        return EXIT_FAILURE
+    return EXIT_OK
 
 
 def run() -> None:

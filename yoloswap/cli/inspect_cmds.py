@@ -6,13 +6,18 @@ from typing import Annotated, Optional
 
 import typer
 
+from yoloswap.cli import help as H
+
 BackboneOpt = Annotated[
     Optional[str],
-    typer.Option("--backbone", "-b", help="Preset name, preset YAML path, timm:NAME or torchvision:NAME."),
+    typer.Option("--backbone", "-b", rich_help_panel=H.MODEL,
+                 help="Preset name, preset YAML path, timm:NAME or torchvision:NAME (see list-backbones)."),
 ]
-ImgSizeOpt = Annotated[str, typer.Option("--img-size", help="Input size: one int or HxW (multiples of 32).")]
-DeviceOpt = Annotated[str, typer.Option("--device", help="auto (CUDA when present), cpu, cuda, cuda:N or meta.")]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON to stdout instead of a table.")]
+ImgSizeOpt = Annotated[str, typer.Option("--img-size", rich_help_panel=H.DATA,
+                                         help="Input size in pixels: one int or HxW (multiples of 32).")]
+DeviceOpt = Annotated[str, typer.Option("--device", rich_help_panel=H.HARDWARE,
+                                        help="auto (CUDA when present), cpu, cuda, cuda:N or meta (shapes only).")]
+JsonOpt = Annotated[bool, H.flag("--json", rich_help_panel=H.OUTPUT, help="Print JSON to stdout instead of a table.")]
 
 
 def list_backbones(
@@ -110,14 +115,17 @@ def probe_channels(
 
 def info(
     backbone: BackboneOpt = None,
-    num_classes: Annotated[int, typer.Option("--num-classes", help="Number of object classes.")] = 80,
+    num_classes: Annotated[int, typer.Option("--num-classes", rich_help_panel=H.MODEL,
+                                             help="Number of object classes (at least 1).")] = 80,
     img_size: ImgSizeOpt = "640",
     neck_width: Annotated[
         Optional[str],
-        typer.Option("--neck-width", help="Neck width: a multiplier of the probed channels (0.5) or 3 channels (128,256,512)."),
+        typer.Option("--neck-width", rich_help_panel=H.MODEL,
+                     help="Neck width: a multiplier of the probed channels (0.5) or 3 channels (128,256,512)."),
     ] = None,
     weights: Annotated[
-        Optional[str], typer.Option("--weights", help="Backbone weights to load and report on (path, URL, none).")
+        Optional[str], typer.Option("--weights", rich_help_panel=H.MODEL,
+                                    help="Backbone weights to load and report on (path, URL, none).")
     ] = None,
     as_json: JsonOpt = False,
 ) -> None:

@@ -7,6 +7,8 @@ from typing import Annotated, Optional
 
 import typer
 
+from yoloswap.cli import help as H
+from yoloswap.cli.config_file import apply_config_file
 from yoloswap.engine.options import BUILTIN_SET_DEFAULTS, HELP, default_of
 
 Opt = typer.Option
@@ -25,53 +27,56 @@ def _help(name: str) -> str:
 
 
 def register(app: typer.Typer) -> None:
-    app.command("train")(train)
-    app.command("val")(val)
-    app.command("predict")(predict)
-    app.command("demo-data")(demo_data)
+    app.command("train", cls=H.Command)(train)
+    app.command("val", cls=H.Command)(val)
+    app.command("predict", cls=H.Command)(predict)
+    app.command("demo-data", cls=H.Command)(demo_data)
 
 
 def train(
-    backbone: Annotated[Optional[str], Opt("--backbone", "-b", help=_help("backbone"))] = None,
-    data: Annotated[Optional[str], Opt("--data", help=_help("data"))] = None,
-    epochs: Annotated[Optional[int], Opt(help=_help("epochs"))] = None,
-    time_budget: Annotated[Optional[float], Opt("--time", help=_help("time"))] = None,
-    img_size: Annotated[Optional[int], Opt("--img-size", help=_help("img_size"))] = None,
-    batch_size: Annotated[Optional[int], Opt("--batch-size", help=_help("batch_size"))] = None,
-    device: Annotated[Optional[str], Opt(help=_help("device"))] = None,
-    weights: Annotated[Optional[str], Opt(help=_help("weights"))] = None,
-    out: Annotated[Optional[Path], Opt("--out", help="Run folder (default runs/train/expN).")] = None,
-    resume: Annotated[Optional[Path], Opt("--resume", help="Continue the run in this folder from its last checkpoint.")] = None,
-    exist_ok: Annotated[bool, Opt("--exist-ok", help="Allow --out to be an existing run folder (overwrites it).")] = False,
-    workers: Annotated[Optional[int], Opt(help=_help("workers"))] = None,
-    seed: Annotated[Optional[int], Opt(help=_help("seed"))] = None,
-    neck_width: Annotated[Optional[str], Opt("--neck-width", help=_help("neck_width"))] = None,
-    optimizer: Annotated[Optional[str], Opt(help=_help("optimizer"))] = None,
-    lr: Annotated[Optional[float], Opt(help=_help("lr"))] = None,
-    weight_decay: Annotated[Optional[float], Opt("--weight-decay", help=_help("weight_decay"))] = None,
-    lrf: Annotated[Optional[float], Opt(help=_help("lrf"))] = None,
-    cos_lr: Annotated[bool, Opt("--cos-lr", help=_help("cos_lr"))] = default_of("cos_lr"),
-    warmup_epochs: Annotated[Optional[float], Opt("--warmup-epochs", help=_help("warmup_epochs"))] = None,
-    nominal_batch: Annotated[Optional[int], Opt("--nominal-batch", help=_help("nominal_batch"))] = None,
-    backbone_lr_mult: Annotated[Optional[float], Opt("--backbone-lr-mult", help=_help("backbone_lr_mult"))] = None,
-    frozen_stages: Annotated[Optional[int], Opt("--frozen-stages", help=_help("frozen_stages"))] = None,
-    norm_eval: Annotated[Optional[bool], Opt("--norm-eval/--no-norm-eval", help=_help("norm_eval"))] = None,
-    drop_path_rate: Annotated[Optional[float], Opt("--drop-path-rate", help=_help("drop_path_rate"))] = None,
-    min_weights_fraction: Annotated[Optional[float], Opt("--min-weights-fraction", help=_help("min_weights_fraction"))] = None,
-    close_mosaic: Annotated[Optional[int], Opt("--close-mosaic", help=_help("close_mosaic"))] = None,
-    val_interval: Annotated[Optional[int], Opt("--val-interval", help=_help("val_interval"))] = None,
-    ema: Annotated[bool, Opt("--ema/--no-ema", help=_help("ema"))] = default_of("ema"),
-    amp: Annotated[bool, Opt("--amp/--no-amp", help=_help("amp"))] = default_of("amp"),
-    compile_model: Annotated[bool, Opt("--compile", help=_help("compile"))] = default_of("compile"),
-    mosaic: Annotated[Optional[float], Opt(help=_help("mosaic"))] = None,
-    degrees: Annotated[Optional[float], Opt(help=_help("degrees"))] = None,
-    translate: Annotated[Optional[float], Opt(help=_help("translate"))] = None,
-    scale: Annotated[Optional[float], Opt(help=_help("scale"))] = None,
-    shear: Annotated[Optional[float], Opt(help=_help("shear"))] = None,
-    fliplr: Annotated[Optional[float], Opt(help=_help("fliplr"))] = None,
-    hsv_h: Annotated[Optional[float], Opt("--hsv-h", help=_help("hsv_h"))] = None,
-    hsv_s: Annotated[Optional[float], Opt("--hsv-s", help=_help("hsv_s"))] = None,
-    hsv_v: Annotated[Optional[float], Opt("--hsv-v", help=_help("hsv_v"))] = None,
+    backbone: Annotated[Optional[str], Opt("--backbone", "-b", rich_help_panel=H.MODEL, help=_help("backbone"))] = None,
+    data: Annotated[Optional[str], Opt("--data", rich_help_panel=H.DATA, help=_help("data"))] = None,
+    epochs: Annotated[Optional[int], Opt(rich_help_panel=H.OPTIMIZATION, help=_help("epochs"))] = None,
+    time_budget: Annotated[Optional[float], Opt("--time", rich_help_panel=H.OPTIMIZATION, help=_help("time"))] = None,
+    img_size: Annotated[Optional[int], Opt("--img-size", rich_help_panel=H.DATA, help=_help("img_size"))] = None,
+    batch_size: Annotated[Optional[int], Opt("--batch-size", rich_help_panel=H.OPTIMIZATION, help=_help("batch_size"))] = None,
+    device: Annotated[Optional[str], Opt(rich_help_panel=H.HARDWARE, help=_help("device"))] = None,
+    weights: Annotated[Optional[str], Opt(rich_help_panel=H.MODEL, help=_help("weights"))] = None,
+    out: Annotated[Optional[Path], Opt("--out", rich_help_panel=H.OUTPUT, help="Run folder (default runs/train/expN).")] = None,
+    resume: Annotated[Optional[Path], Opt("--resume", rich_help_panel=H.OUTPUT, help="Continue the run in this folder from its last checkpoint.")] = None,
+    exist_ok: Annotated[bool, H.flag("--exist-ok", rich_help_panel=H.OUTPUT, help="Allow --out to be an existing run folder (overwrites it).")] = False,
+    workers: Annotated[Optional[int], Opt(rich_help_panel=H.HARDWARE, help=_help("workers"))] = None,
+    seed: Annotated[Optional[int], Opt(rich_help_panel=H.OPTIMIZATION, help=_help("seed"))] = None,
+    neck_width: Annotated[Optional[str], Opt("--neck-width", rich_help_panel=H.MODEL, help=_help("neck_width"))] = None,
+    optimizer: Annotated[Optional[str], Opt(rich_help_panel=H.OPTIMIZATION, help=_help("optimizer"))] = None,
+    lr: Annotated[Optional[float], Opt(rich_help_panel=H.OPTIMIZATION, help=_help("lr"))] = None,
+    weight_decay: Annotated[Optional[float], Opt("--weight-decay", rich_help_panel=H.OPTIMIZATION, help=_help("weight_decay"))] = None,
+    lrf: Annotated[Optional[float], Opt(rich_help_panel=H.OPTIMIZATION, help=_help("lrf"))] = None,
+    cos_lr: Annotated[bool, H.flag("--cos-lr", rich_help_panel=H.OPTIMIZATION, help=_help("cos_lr"))] = default_of("cos_lr"),
+    warmup_epochs: Annotated[Optional[float], Opt("--warmup-epochs", rich_help_panel=H.OPTIMIZATION, help=_help("warmup_epochs"))] = None,
+    nominal_batch: Annotated[Optional[int], Opt("--nominal-batch", rich_help_panel=H.OPTIMIZATION, help=_help("nominal_batch"))] = None,
+    backbone_lr_mult: Annotated[Optional[float], Opt("--backbone-lr-mult", rich_help_panel=H.OPTIMIZATION, help=_help("backbone_lr_mult"))] = None,
+    frozen_stages: Annotated[Optional[int], Opt("--frozen-stages", rich_help_panel=H.MODEL, help=_help("frozen_stages"))] = None,
+    norm_eval: Annotated[Optional[bool], H.flag("--norm-eval/--no-norm-eval", rich_help_panel=H.MODEL, help=_help("norm_eval"))] = None,
+    drop_path_rate: Annotated[Optional[float], Opt("--drop-path-rate", rich_help_panel=H.MODEL, help=_help("drop_path_rate"))] = None,
+    min_weights_fraction: Annotated[Optional[float], Opt("--min-weights-fraction", rich_help_panel=H.MODEL, help=_help("min_weights_fraction"))] = None,
+    close_mosaic: Annotated[Optional[int], Opt("--close-mosaic", rich_help_panel=H.AUGMENTATION, help=_help("close_mosaic"))] = None,
+    val_interval: Annotated[Optional[int], Opt("--val-interval", rich_help_panel=H.OUTPUT, help=_help("val_interval"))] = None,
+    ema: Annotated[bool, H.flag("--ema/--no-ema", rich_help_panel=H.OPTIMIZATION, help=_help("ema"))] = default_of("ema"),
+    amp: Annotated[bool, H.flag("--amp/--no-amp", rich_help_panel=H.HARDWARE, help=_help("amp"))] = default_of("amp"),
+    compile_model: Annotated[bool, H.flag("--compile", rich_help_panel=H.HARDWARE, help=_help("compile"))] = default_of("compile"),
+    mosaic: Annotated[Optional[float], Opt(rich_help_panel=H.AUGMENTATION, help=_help("mosaic"))] = None,
+    degrees: Annotated[Optional[float], Opt(rich_help_panel=H.AUGMENTATION, help=_help("degrees"))] = None,
+    translate: Annotated[Optional[float], Opt(rich_help_panel=H.AUGMENTATION, help=_help("translate"))] = None,
+    scale: Annotated[Optional[float], Opt(rich_help_panel=H.AUGMENTATION, help=_help("scale"))] = None,
+    shear: Annotated[Optional[float], Opt(rich_help_panel=H.AUGMENTATION, help=_help("shear"))] = None,
+    fliplr: Annotated[Optional[float], Opt(rich_help_panel=H.AUGMENTATION, help=_help("fliplr"))] = None,
+    hsv_h: Annotated[Optional[float], Opt("--hsv-h", rich_help_panel=H.AUGMENTATION, help=_help("hsv_h"))] = None,
+    hsv_s: Annotated[Optional[float], Opt("--hsv-s", rich_help_panel=H.AUGMENTATION, help=_help("hsv_s"))] = None,
+    hsv_v: Annotated[Optional[float], Opt("--hsv-v", rich_help_panel=H.AUGMENTATION, help=_help("hsv_v"))] = None,
+    config: Annotated[Optional[Path], Opt("--config", is_eager=True, callback=apply_config_file, rich_help_panel=H.OUTPUT,
+                      help="YAML file of training options (keys as in a run's config.yaml, which reruns that run); "
+                      "flags override it.")] = None,
 ) -> None:
     """Train a YOLOv5 detector on BACKBONE (the built-in data set unless --data is given)."""
     from yoloswap.cli.console import err
@@ -100,17 +105,27 @@ def train(
 
 
 def val(
-    weights: Annotated[Path, Opt("--weights", "-w", help="A yoloswap checkpoint (best.pt / last.pt).")],
-    data: Annotated[Optional[str], Opt(help="Data YAML (default: the built-in set).")] = None,
-    split: Annotated[str, Opt(help="Which split of the data YAML to evaluate.")] = "val",
-    img_size: Annotated[Optional[int], Opt("--img-size", help="Default: the size the model was trained at.")] = None,
-    batch_size: Annotated[int, Opt("--batch-size")] = 16,
-    device: Annotated[str, Opt()] = "auto",
-    workers: Annotated[int, Opt()] = 2,
-    conf: Annotated[float, Opt(help="Score threshold.")] = 0.001,
-    iou: Annotated[float, Opt(help="NMS IoU threshold.")] = 0.65,
-    save_json: Annotated[Optional[Path], Opt("--save-json", help="Write the predictions as COCO results JSON.")] = None,
-    as_json: Annotated[bool, Opt("--json", help="Print the metrics as JSON on stdout.")] = False,
+    weights: Annotated[Path, Opt("--weights", "-w", rich_help_panel=H.MODEL,
+                                 help="A yoloswap checkpoint (best.pt / last.pt).")],
+    data: Annotated[Optional[str], Opt(rich_help_panel=H.DATA, help="Data YAML (Ultralytics or COCO). Default: "
+                                       "the one the run was trained on (the built-in set if it used that).")] = None,
+    split: Annotated[str, Opt(rich_help_panel=H.DATA, help="Which split of the data YAML to evaluate "
+                              "(train, val or another key it names).")] = "val",
+    img_size: Annotated[Optional[int], Opt("--img-size", rich_help_panel=H.DATA, help="Evaluation size in "
+                                           "pixels, a multiple of 32. Default: the size the run trained at.")] = None,
+    batch_size: Annotated[int, Opt("--batch-size", rich_help_panel=H.HARDWARE, min=1,
+                                   help="Images per forward pass (memory, not results).")] = 16,
+    device: Annotated[str, Opt(rich_help_panel=H.HARDWARE,
+                               help="auto (CUDA when present), cpu, cuda or cuda:N.")] = "auto",
+    workers: Annotated[int, Opt(rich_help_panel=H.HARDWARE, min=0,
+                                help="DataLoader worker processes (0: load in this process).")] = 2,
+    conf: Annotated[float, Opt(rich_help_panel=H.DETECTION, min=0.0, max=1.0,
+                               help="Score threshold, 0-1 (low, so the mAP curve is complete).")] = 0.001,
+    iou: Annotated[float, Opt(min=0.0, max=1.0, rich_help_panel=H.DETECTION, help="NMS IoU threshold, 0-1.")] = 0.65,
+    save_json: Annotated[Optional[Path], Opt("--save-json", rich_help_panel=H.OUTPUT,
+                                             help="Write the predictions to this file as COCO results JSON.")] = None,
+    as_json: Annotated[bool, H.flag("--json", rich_help_panel=H.OUTPUT,
+                                    help="Print the metrics as JSON on stdout.")] = False,
 ) -> None:
     """Evaluate a trained checkpoint: COCO mAP@[.5:.95] and mAP@.5."""
     import json
@@ -118,7 +133,6 @@ def val(
     from yoloswap.cli.console import err, out, print_json
     from yoloswap.data.dataset import DetectionDataset, build_dataloader
     from yoloswap.data.formats import load_data_config
-    from yoloswap.data.synthetic import builtin_data_yaml
     from yoloswap.engine.checkpoint import load_checkpoint
     from yoloswap.engine.model_io import detector_from_checkpoint
     from yoloswap.engine.validate import evaluate
@@ -127,9 +141,14 @@ def val(
 
     ckpt = load_checkpoint(weights)
     model, preset, plan, names, _ = detector_from_checkpoint(ckpt, weights)
-    cfg = load_data_config(Path(data) if data else builtin_data_yaml())
+    trained_on = _trained_data(ckpt)
+    cfg = load_data_config(Path(data) if data else _run_data_yaml(trained_on, weights))
     if len(cfg.names) != len(names):
-        raise DataError(f"{cfg.source}: {len(cfg.names)} classes, but {weights} was trained for {len(names)}")
+        raise DataError(f"{cfg.source}: {len(cfg.names)} classes, but {weights} was trained for {len(names)} "
+                        f"(on {trained_on or 'the built-in set'}); pass --data with a data set of those classes")
+    if list(cfg.names) != list(names):
+        err.print(f"[yellow]warning:[/] {cfg.source} names its classes {list(cfg.names)}, the model was trained "
+                  f"on {list(names)}")
     dev = resolve_device(device)
     size = img_size or int(ckpt["config"]["options"]["img_size"])
     ds = DetectionDataset(cfg.split(split).samples, size, augment=False)
@@ -142,22 +161,46 @@ def val(
         save_json.write_text(json.dumps(result.accumulator.results()))
         err.print(f"COCO results written to {save_json}")
     metrics = {k: v for k, v in result.metrics.items()}
-    metrics.update(images=len(ds), weights=str(weights), backbone=preset.name)
+    metrics.update(images=len(ds), weights=str(weights), backbone=preset.name, data=str(cfg.source), split=split,
+                   img_size=size)
     if as_json:
         print_json(metrics)
         return
     out.print(f"{preset.name}: mAP@.5:.95 [bold]{metrics['map']:.4f}[/]  mAP@.5 [bold]{metrics['map50']:.4f}[/]  "
-              f"mAP@.75 {metrics['map75']:.4f}  ({len(ds)} images)")
+              f"mAP@.75 {metrics['map75']:.4f}  on {cfg.source} {split} ({len(ds)} images at {size} px)")
+
+
+def _trained_data(ckpt: dict) -> str | None:
+    """The data YAML a run was trained on, as its checkpoint records it (None: the built-in set)."""
+    return (ckpt.get("config") or {}).get("options", {}).get("data")
+
+
+def _run_data_yaml(trained_on: str | None, weights: Path) -> Path:
+    """Where ``val`` finds the run's own data when no --data is given: the YAML it was trained on."""
+    from yoloswap.data.synthetic import builtin_data_yaml
+    from yoloswap.errors import DataError
+
+    if trained_on is None:
+        return builtin_data_yaml()
+    path = Path(trained_on).expanduser()
+    if not path.is_file():
+        raise DataError(f"{weights} was trained on {trained_on}, which is not found from here; pass --data")
+    return path
 
 
 def predict(
-    weights: Annotated[Path, Opt("--weights", "-w", help="A yoloswap checkpoint.")],
-    source: Annotated[Path, Opt("--source", "-s", help="An image or a folder of images.")],
-    out_dir: Annotated[Optional[Path], Opt("--out", help="Output folder (default runs/predict/expN).")] = None,
-    img_size: Annotated[Optional[int], Opt("--img-size")] = None,
-    conf: Annotated[float, Opt(help="Score threshold.")] = 0.25,
-    iou: Annotated[float, Opt(help="NMS IoU threshold.")] = 0.45,
-    device: Annotated[str, Opt()] = "auto",
+    weights: Annotated[Path, Opt("--weights", "-w", rich_help_panel=H.MODEL, help="A yoloswap checkpoint.")],
+    source: Annotated[Path, Opt("--source", "-s", rich_help_panel=H.DATA,
+                                help="An image or a folder of images (jpg, png, bmp, webp).")],
+    out_dir: Annotated[Optional[Path], Opt("--out", rich_help_panel=H.OUTPUT,
+                                           help="Output folder (default runs/predict/expN).")] = None,
+    img_size: Annotated[Optional[int], Opt("--img-size", rich_help_panel=H.DATA, help="Inference size in "
+                                           "pixels, a multiple of 32. Default: the size the run trained at.")] = None,
+    conf: Annotated[float, Opt(rich_help_panel=H.DETECTION, min=0.0, max=1.0,
+                               help="Score threshold, 0-1: boxes below it are dropped.")] = 0.25,
+    iou: Annotated[float, Opt(min=0.0, max=1.0, rich_help_panel=H.DETECTION, help="NMS IoU threshold, 0-1.")] = 0.45,
+    device: Annotated[str, Opt(rich_help_panel=H.HARDWARE,
+                               help="auto (CUDA when present), cpu, cuda or cuda:N.")] = "auto",
 ) -> None:
     """Detect objects in images; writes images with boxes and predictions.json."""
     from rich.progress import Progress
@@ -185,11 +228,12 @@ def predict(
             progress.advance(task)
     json_path = write_predictions(folder, records)
     total = sum(len(r["detections"]) for r in records)
-    out.print(f"{total} detections in {len(records)} images → {folder} ({json_path.name})")
+    out.print(f"{total} detections in {len(records)} images at {size} px → {folder} ({json_path.name})")
 
 
 def demo_data(
-    out_dir: Annotated[Path, Opt("--out", help="Folder to write the built-in data set into (Ultralytics layout).")],
+    out_dir: Annotated[Path, Opt("--out", rich_help_panel=H.OUTPUT,
+                                 help="Folder to write the built-in data set into (Ultralytics layout).")],
 ) -> None:
     """Write the built-in synthetic detection set as an Ultralytics-layout data set."""
     from yoloswap.cli.console import out

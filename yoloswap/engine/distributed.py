@@ -7,11 +7,15 @@ so the same training code serves CPU, one GPU and many.
 from __future__ import annotations
 
 import os
+import signal
+import sys
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 import torch.distributed as dist
+
+from yoloswap.errors import UsageError
 
 
 @dataclass(frozen=True)
@@ -39,15 +43,63 @@ def from_env() -> Dist:
 
 
 def setup(d: Dist, device: torch.device) -> torch.device:
-    """Join the process group (NCCL on CUDA, Gloo on CPU); each rank gets its own GPU."""
+    """Join the process group (NCCL on CUDA, Gloo on CPU); each rank gets its own GPU (that of its LOCAL_RANK)."""
     if not d.enabled:
         return device
     if device.type == "cuda":
+        if device.index is not None:
+            raise UsageError(
+                f"--device {device} under torchrun: each process takes the GPU of its local rank; pass --device cuda "
+                "(choose the GPUs with CUDA_VISIBLE_DEVICES)"
+            )
+        if d.local_rank >= torch.cuda.device_count():
+            raise UsageError(
+                f"more processes than GPUs: local rank {d.local_rank} has none (only {torch.cuda.device_count()} "
+                f"visible on this machine); use torchrun --nproc_per_node {torch.cuda.device_count()} or fewer"
+            )
         device = torch.device("cuda", d.local_rank)
         torch.cuda.set_device(device)
     if not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+        stop_with_launcher()
+        dist.init_process_group(backend=backend_for(device))
     return device
+
+
+def backend_for(device: torch.device) -> str:
+    return "nccl" if device.type == "cuda" else "gloo"
+
+
+def stop_with_launcher() -> None:
+    """Die when the launcher does. A worker whose torchrun was killed with ``kill -9`` would otherwise train on,
+    orphaned, and write the run folder beside a resume (workers run in their own process group, so the signal
+    does not reach them). Linux: the kernel sends SIGTERM when the parent dies; elsewhere this does nothing."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        PR_SET_PDEATHSIG = 1
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+    except (OSError, AttributeError):
+        return
+    if os.getppid() == 1:  # the launcher died before the request was made
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
+def describe(d: Dist, device: torch.device, batch_size: int) -> str:
+    """The start line of a run: processes, backend and what --batch-size means per process."""
+    if not d.enabled:
+        return f"processes: 1 (device {device}); batch {batch_size}"
+    per = per_process_batch(batch_size, d.world_size)
+    note = "" if per * d.world_size == batch_size else f"; {per * d.world_size} in all, not {batch_size}"
+    return (f"processes: {d.world_size} ({backend_for(device)}, rank 0 writes the run folder); batch {batch_size} "
+            f"over all of them = {per} per process{note}")
+
+
+def per_process_batch(batch_size: int, world_size: int) -> int:
+    """``--batch-size`` is the total over all processes; each takes its share (at least 1)."""
+    return max(batch_size // world_size, 1)
 
 
 def barrier(d: Dist) -> None:

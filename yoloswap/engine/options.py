@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from yoloswap.data.transforms import AugmentConfig
-from yoloswap.errors import ConfigError
+from yoloswap.errors import ConfigError, UsageError
 
 OPTIMIZERS = ("auto", "sgd", "adamw")
 
@@ -87,10 +87,10 @@ class TrainOptions:
         return cls(data=data, augment=AugmentConfig(**augment), **values)
 
     def check(self) -> None:
-        """Reject values that would only fail later, naming the option."""
+        """Reject values that would only fail later, naming the option (a usage error: exit code 2)."""
 
         def bad(option: str, why: str):
-            return ConfigError(f"--{option.replace('_', '-')}: {why}")
+            return UsageError(f"--{option.replace('_', '-')}: {why}")
 
         if self.epochs < 1:
             raise bad("epochs", f"must be at least 1, got {self.epochs}")

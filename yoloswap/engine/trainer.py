@@ -25,7 +25,7 @@ import torch
 import yaml
 
 from yoloswap import __version__
-from yoloswap.engine import distributed, signals
+from yoloswap.engine import distributed, runlock, signals
 from yoloswap.engine.callbacks import (
     EpochCallback, EpochEnd, Progress, default_callbacks, metric_columns, trim_metrics,
 )
@@ -35,7 +35,7 @@ from yoloswap.engine.model_io import CHECKPOINT_FORMAT, is_detector_checkpoint
 from yoloswap.engine.options import TrainOptions, default_workers
 from yoloswap.engine.schedule import Schedule
 from yoloswap.engine.validate import autocast_for, evaluate
-from yoloswap.errors import CheckpointError, TrainingError
+from yoloswap.errors import CheckpointError, TrainingError, UsageError
 
 DEFAULT_LOSS_NAMES = ("box", "obj", "cls")  # the YOLOv5 loss's items, when the loss does not name them
 METRIC_COLUMNS = metric_columns(DEFAULT_LOSS_NAMES)
@@ -93,7 +93,7 @@ def check_run_dir(out: Path, exist_ok: bool) -> Path:
     """Refuse an existing run folder (never overwritten unless asked); creates nothing."""
     if out.exists() and any(out.iterdir()) and not exist_ok:
         raise TrainingError(
-            f"run folder {out} already exists; continue it with --resume {out}, "
+            f"run folder {out} already exists; {_continue_hint(out)}"
             "pick another --out, or pass --exist-ok to overwrite it"
         )
     return out
@@ -104,6 +104,17 @@ def claim_run_dir(out: Path, exist_ok: bool) -> Path:
     check_run_dir(out, exist_ok)
     (out / "weights").mkdir(parents=True, exist_ok=True)
     return out
+
+
+def _continue_hint(out: Path) -> str:
+    """Suggest ``--resume`` only where it would work: a run whose last checkpoint has epochs left."""
+    try:
+        ckpt = load_checkpoint(out / "weights" / "last.pt")
+        if int(ckpt["epoch"]) + 1 < int(ckpt["config"]["options"]["epochs"]):
+            return f"continue it with --resume {out}, "
+        return "it is a finished run; "
+    except (CheckpointError, KeyError, TypeError, ValueError):  # not a run (or not one we can read)
+        return ""
 
 
 # ------------------------------------------------------------------------------------------------ set-up
@@ -140,7 +151,7 @@ def build_run(options: TrainOptions, out: Path, log=print, resume_ckpt: dict | N
     seed_everything(options.seed)
     device = resolve_device(options.device)
     if device.type == "meta":
-        raise TrainingError("--device meta cannot train; use cpu or cuda")
+        raise UsageError("--device meta cannot train; use cpu or cuda")
     device = distributed.setup(dist, device)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed input size: let cuDNN pick its fastest kernels once
@@ -164,7 +175,7 @@ def build_run(options: TrainOptions, out: Path, log=print, resume_ckpt: dict | N
         from torch.utils.data.distributed import DistributedSampler
 
         sampler = DistributedSampler(train_ds, dist.world_size, dist.rank, shuffle=True, seed=options.seed)
-    per_rank_batch = max(options.batch_size // dist.world_size, 1)
+    per_rank_batch = distributed.per_process_batch(options.batch_size, dist.world_size)
     train_loader = build_dataloader(train_ds, per_rank_batch, True, options.workers, options.seed + dist.rank,
                                     sampler=sampler)
     val_loader = build_dataloader(val_ds, options.batch_size * VAL_BATCH_MULT, False, options.workers, options.seed)
@@ -338,6 +349,7 @@ def train(options: TrainOptions, out: Path | None = None, exist_ok: bool = False
         with signals.stop_on_sigterm():
             return _train(options, out, exist_ok, resume, console, log, dist, progress, callbacks)
     finally:
+        runlock.release()
         distributed.cleanup(dist)
 
 
@@ -355,19 +367,23 @@ def _train(options: TrainOptions, out: Path | None, exist_ok: bool, resume: Path
         saved = TrainOptions.from_dict(recorded)
         options = dataclasses.replace(saved, device=options.device, workers=options.workers)
         out = resume
-        if dist.main:
-            trim_metrics(out / "metrics.csv", int(resume_ckpt["epoch"]) + 1)  # a kill between row and checkpoint
         if int(resume_ckpt["epoch"]) + 1 >= options.epochs:
             raise TrainingError(f"{resume} already finished all {options.epochs} epochs; nothing to resume")
         log(f"resuming {out} from epoch {int(resume_ckpt['epoch']) + 2}/{options.epochs}")
     elif dist.main:
         out = check_run_dir(out or new_run_dir(), exist_ok)
+    if dist.main and out.is_dir():  # a folder that exists (resume, --exist-ok): refuse a second writer at once
+        runlock.hold(out)  # one writer per run folder; only its holder may touch what is in it
+        if resume_ckpt is not None:
+            trim_metrics(out / "metrics.csv", int(resume_ckpt["epoch"]) + 1)  # a kill between row and checkpoint
     out = distributed.broadcast(dist, out)
     # Everything is validated and built before the run folder exists: a start that fails leaves nothing behind.
     run, (train_loader, val_loader) = build_run(options, out, log, resume_ckpt, dist)
     options = run.options
+    log(distributed.describe(dist, run.device, options.batch_size))
     if dist.main:
         claim_run_dir(out, exist_ok=True)
+        runlock.hold(out)
         _write_config(run)
     _log_setup(run, log, len(train_loader.dataset), len(val_loader.dataset))
     try:
