@@ -103,16 +103,62 @@ def probe_backbone(backbone: "FeatureBackbone", img_size: tuple[int, int], name:
     param = next(backbone.parameters(), None)
     device = param.device if param is not None else torch.device("cpu")
     h, w = img_size
-    was_training = backbone.training
-    backbone.eval()
     start = time.perf_counter()
     try:
-        with torch.no_grad():
-            feats = backbone(torch.zeros(1, 3, h, w, device=device))
-    finally:
-        backbone.train(was_training)
+        feats = _forward(backbone, (h, w), device)
+    except Exception as exc:  # the library's own failure, e.g. a window size the input does not divide
+        from yoloswap.backbones.construct import cause
+
+        raise YoloswapError(
+            f"backbone '{name}' does not run on a {h}x{w} input ({cause(exc)}){_size_hint(backbone, device)}"
+        ) from None
     seconds = time.perf_counter() - start
     return _result(backbone, feats, img_size, name, device, seconds)
+
+
+def _forward(backbone: "FeatureBackbone", size: tuple[int, int], device) -> list:
+    """One no-grad forward of a zero image in eval mode, the caller's train/eval mode restored.
+
+    torch.fx prints its generated code to stderr when a traced model fails; that text is held back (and
+    replayed only when the forward succeeds, so library warnings still reach the user).
+    """
+    import contextlib
+    import io
+    import sys
+
+    import torch
+
+    was_training = backbone.training
+    backbone.eval()
+    held = io.StringIO()
+    try:
+        with torch.no_grad(), contextlib.redirect_stderr(held):
+            feats = backbone(torch.zeros(1, 3, *size, device=device))
+    finally:
+        backbone.train(was_training)
+    sys.stderr.write(held.getvalue())
+    return feats
+
+
+def _size_hint(backbone: "FeatureBackbone", device) -> str:
+    """What input would work, tried rather than guessed: a multiple of the size the library built the model for
+    (windows and relative-position tables fit it), else exactly that size; ``""`` when neither runs."""
+    import math
+
+    if backbone.input_size is None:
+        return ""
+    side = max(backbone.input_size)
+    step = math.lcm(side, LEVEL_STRIDES[-1])
+    example = step * max(2, -(-512 // step))  # a multiple near the usual training sizes, never the side itself
+    for size, words in ((example, f"needs input divisible by {step}"), (side, f"runs only at {side}x{side}")):
+        try:
+            _forward(backbone, (size, size), device)
+        except Exception:
+            continue
+        if size % LEVEL_STRIDES[-1]:
+            return f"; it {words}, which is not a multiple of 32"
+        return f"; it {words} (e.g. --img-size {size})"
+    return f"; it was built for {backbone.input_size[0]}x{backbone.input_size[1]} inputs, and does not run at that size either"
 
 
 def probe(preset: Preset, img_size: tuple[int, int] = (640, 640), device: str = "auto") -> ProbeResult:
