@@ -141,12 +141,30 @@ def _forward(backbone: "FeatureBackbone", size: tuple[int, int], device) -> list
 
 
 def _size_hint(backbone: "FeatureBackbone", device) -> str:
-    """What input would work, tried rather than guessed: a multiple of the size the library built the model for
-    (windows and relative-position tables fit it), else exactly that size; ``""`` when neither runs."""
+    found = working_size(backbone, device)
+    if found is None:
+        if backbone.input_size is None:
+            return ""
+        return f"; it was built for {backbone.input_size[0]}x{backbone.input_size[1]} inputs and does not run there either"
+    size, words = found
+    if size % LEVEL_STRIDES[-1]:
+        return f"; it {words}, which is not a multiple of 32"
+    return f"; it {words} (e.g. --img-size {size})"
+
+
+def working_size(backbone: "FeatureBackbone", device=None) -> tuple[int, str] | None:
+    """A square input side the backbone runs at, tried rather than guessed, with words for the user.
+
+    First a multiple of the size the library built the model for (windows and relative-position tables fit
+    it), else exactly that size; ``None`` when the library declares no size or neither runs.
+    """
     import math
 
     if backbone.input_size is None:
-        return ""
+        return None
+    if device is None:
+        param = next(backbone.parameters(), None)
+        device = param.device if param is not None else "cpu"
     side = max(backbone.input_size)
     step = math.lcm(side, LEVEL_STRIDES[-1])
     example = step * max(2, -(-512 // step))  # a multiple near the usual training sizes, never the side itself
@@ -155,10 +173,8 @@ def _size_hint(backbone: "FeatureBackbone", device) -> str:
             _forward(backbone, (size, size), device)
         except Exception:
             continue
-        if size % LEVEL_STRIDES[-1]:
-            return f"; it {words}, which is not a multiple of 32"
-        return f"; it {words} (e.g. --img-size {size})"
-    return f"; it was built for {backbone.input_size[0]}x{backbone.input_size[1]} inputs, and does not run at that size either"
+        return size, words
+    return None
 
 
 def probe(preset: Preset, img_size: tuple[int, int] = (640, 640), device: str = "auto") -> ProbeResult:
