@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
 from typing import TYPE_CHECKING
 
 from yoloswap.errors import UsageError, YoloswapError
+from yoloswap.home import yoloswap_home
 from yoloswap.presets import Preset
 
 if TYPE_CHECKING:  # torch is imported inside functions: a cached probe needs none of it
@@ -227,13 +227,6 @@ def cached_probe(preset: Preset, img_size: tuple[int, int] = (640, 640)) -> Prob
     except OSError:
         pass  # a read-only home only costs speed
     return result
-
-
-def yoloswap_home() -> Path:
-    """Cache root: ``$YOLOSWAP_HOME``, else ``~/.cache/yoloswap``."""
-    import os
-
-    return Path(os.environ.get("YOLOSWAP_HOME") or Path.home() / ".cache" / "yoloswap")
 
 
 def _result(backbone, feats, img_size, name, device, seconds) -> ProbeResult:

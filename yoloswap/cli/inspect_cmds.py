@@ -72,8 +72,9 @@ def probe_channels(
     """Send a dummy tensor through a backbone (or every preset) and report what comes out per level."""
     from rich.table import Table
 
+    from yoloswap.backbones.resolve import resolve_backbone
     from yoloswap.cli.console import err, out, print_json
-    from yoloswap.presets import load_presets, resolve_backbone
+    from yoloswap.presets import load_presets
     from yoloswap.probe import parse_img_size, probe, resolve_device
 
     size = parse_img_size(img_size)
