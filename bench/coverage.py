@@ -28,7 +28,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from yoloswap.backbones.compatibility import COLUMNS, CSV_PATH, write_csv  # noqa: E402
+from yoloswap.backbones.compatibility import CSV_PATH, installed_versions, write_csv  # noqa: E402
 
 JOURNAL = ROOT / "bench" / "coverage.journal.jsonl"
 PAGE = ROOT / "docs" / "COMPATIBILITY.md"
@@ -63,8 +63,7 @@ def measure(source: str, name: str, family: str) -> dict:
     from yoloswap.presets import library_preset
     from yoloswap.probe import probe_backbone, working_size
 
-    lib = __import__(source)
-    row = {"source": source, "name": name, "family": family, "version": lib.__version__, "status": "refused",
+    row = {"source": source, "name": name, "family": family, "version": installed_versions()[source], "status": "refused",
            "channels": "", "strides": "", "declared": "", "params": "", "img_size": "", "seconds": "", "reason": ""}
     start = time.perf_counter()
     try:
@@ -279,6 +278,10 @@ def main() -> None:
         run(tasks, args.workers, args.timeout)
     elapsed = time.perf_counter() - start
     rows = sorted(read_journal().values(), key=lambda r: (r["source"] != "torchvision", r["name"]))
+    versions = installed_versions()
+    for r in rows:  # the package metadata's spelling ("0.29.1", not torch's "0.29.1+cu130"), as list-backbones reads it
+        if r["version"] and r["version"].split("+")[0] == str(versions[r["source"]]).split("+")[0]:
+            r["version"] = versions[r["source"]]
     write_csv(rows, CSV_PATH)
     total = sum(float(r["seconds"] or 0) for r in rows)
     note = f"Sum of the per-model build+probe times: {total / 60:.1f} min."

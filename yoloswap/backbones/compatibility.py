@@ -8,7 +8,8 @@ was measured with, so a user on another version knows the status is a record, no
 from __future__ import annotations
 
 import csv
-from importlib import resources
+import fnmatch
+from importlib import metadata, resources
 from pathlib import Path
 
 COLUMNS = ("source", "name", "family", "version", "status", "channels", "strides", "declared", "params",
@@ -30,3 +31,29 @@ def write_csv(rows: list[dict], path: Path = CSV_PATH) -> None:
         writer = csv.DictWriter(f, fieldnames=COLUMNS, extrasaction="ignore")
         writer.writeheader()
         writer.writerows(rows)
+
+
+def select(rows: list[dict[str, str]], source: str | None = None, pattern: str | None = None) -> list[dict[str, str]]:
+    """Rows of one library source (checked against the source table) whose names match a glob."""
+    if source is not None:
+        from yoloswap.backbones.sources import get_source, library_sources
+        from yoloswap.errors import UsageError
+
+        if get_source(source).name not in library_sources():
+            raise UsageError(f"--source {source}: the table covers {' and '.join(library_sources())} only")
+        rows = [r for r in rows if r["source"] == source]
+    if pattern:
+        rows = [r for r in rows if fnmatch.fnmatchcase(r["name"], pattern)
+                or fnmatch.fnmatchcase(f"{r['source']}:{r['name']}", pattern)]
+    return rows
+
+
+def installed_versions() -> dict[str, str | None]:
+    """The installed timm and torchvision versions, to flag rows measured with another one."""
+    found: dict[str, str | None] = {}
+    for lib in ("timm", "torchvision"):
+        try:
+            found[lib] = metadata.version(lib)
+        except metadata.PackageNotFoundError:
+            found[lib] = None
+    return found
