@@ -29,12 +29,25 @@ TORCHVISION_REFUSED = {
 }
 
 
-def _torchvision_models() -> list[str]:
-    return get_source("torchvision").models()
+def _torchvision_sample() -> list[str]:
+    """Every refused model, and one per family (the shortest name) of the rest.
+
+    All 80 take about 15 minutes on 2 busy cores (RegNet-Y 128GF alone is built on the CPU: 644M parameters),
+    too slow for every test run; ``bench/coverage.py`` probes all of them and records the result in
+    docs/COMPATIBILITY.md.
+    """
+    import torchvision
+
+    by_family: dict[str, list[str]] = {}
+    for name in get_source("torchvision").models():
+        family = torchvision.models.get_model_builder(name).__module__
+        by_family.setdefault(family, []).append(name)
+    picked = {min(names, key=lambda n: (len(n), n)) for names in by_family.values()}
+    return sorted(picked | set(TORCHVISION_REFUSED))
 
 
-@pytest.mark.parametrize("name", _torchvision_models())
-def test_every_torchvision_model_probes_or_is_refused_in_one_line(name):
+@pytest.mark.parametrize("name", _torchvision_sample())
+def test_torchvision_models_probe_or_are_refused_in_one_line(name):
     preset = library_preset("torchvision", name)
     if name in TORCHVISION_REFUSED:
         with pytest.raises(YoloswapError) as caught:

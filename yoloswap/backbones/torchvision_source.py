@@ -41,7 +41,7 @@ def build_torchvision_backbone(model_name: str, layers: tuple[str, ...] | None, 
             return builder(weights=None, **extra)
 
     model = construct(make, label)
-    input_size = _input_size(model_name)
+    input_size = _input_size(model_name, model)
     strides = measure_module_strides(builder, extra, label, input_size)
     by_stride = {s: [n for n, st in strides if st == s] for s in (4, *LEVEL_STRIDES)}
     if layers is None:
@@ -97,10 +97,13 @@ def measure_module_strides(builder, kwargs: dict[str, Any], label: str = "torchv
             raise UsageError(f"{label} does not run on a {input_size[0]}x{input_size[1]} input ({cause(exc)})") from None
 
 
-def _input_size(model_name: str) -> tuple[int, int] | None:
-    """The crop size torchvision's own weights were trained at (224 for most, 299 for Inception), if declared."""
+def _input_size(model_name: str, model: nn.Module) -> tuple[int, int] | None:
+    """The input size the model was built for: its own ``image_size`` (ViT), else the crop size torchvision's
+    default weights were trained at (224 for most, 299 for Inception), if declared."""
     import torchvision
 
+    if isinstance(getattr(model, "image_size", None), int):
+        return (model.image_size, model.image_size)
     try:
         weights = torchvision.models.get_model_weights(model_name).DEFAULT
         crop = weights.transforms.keywords.get("crop_size")
