@@ -61,7 +61,7 @@ def measure(source: str, name: str, family: str) -> dict:
     from yoloswap.backbones.build import build_backbone
     from yoloswap.errors import YoloswapError
     from yoloswap.presets import library_preset
-    from yoloswap.probe import probe_backbone, working_size
+    from yoloswap.probe import probe_backbone, sized_spec, working_size
 
     row = {"source": source, "name": name, "family": family, "version": installed_versions()[source], "status": "refused",
            "channels": "", "strides": "", "declared": "", "params": "", "img_size": "", "seconds": "", "reason": ""}
@@ -75,11 +75,17 @@ def measure(source: str, name: str, family: str) -> dict:
             result = probe_backbone(backbone, (size, size), preset.name)
         except YoloswapError as first:
             found = working_size(backbone)
-            if found is None or found[0] % 32:
-                raise first
-            size, words = found
-            result = probe_backbone(backbone, (size, size), preset.name)
-            row["reason"] = f"does not run at {PROBE_SIZE}x{PROBE_SIZE}; {words}"
+            spec = sized_spec(preset, (size, size))
+            result = _probe_built_for(spec, size, preset.name) if spec is not None else None
+            if result is not None:  # built for 640 (timm's img_size, set in a preset file): windowed models run
+                row["reason"] = (f"built for {size}x{size} with model.kwargs img_size: [{size}, {size}] in a preset; "
+                                 + (f"as is it {found[1]}" if found else "as is it does not run"))
+            elif found is not None and found[0] % 32 == 0:
+                size, words = found
+                result = probe_backbone(backbone, (size, size), preset.name)
+                row["reason"] = f"does not run at {PROBE_SIZE}x{PROBE_SIZE}; {words}"
+            else:
+                raise first from None
         row.update(status="ok", channels="/".join(map(str, result.channels)),
                    strides="/".join(map(str, result.strides)), params=result.params, img_size=size)
         if backbone.declared_channels is not None:  # timm's feature_info, compared in the summary
@@ -90,6 +96,21 @@ def measure(source: str, name: str, family: str) -> dict:
         row["reason"] = f"UNWRAPPED {type(exc).__name__}: {str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ''}"
     row["seconds"] = round(time.perf_counter() - start, 2)
     return row
+
+
+def _probe_built_for(spec, size: int, name: str):
+    """The probe of ``spec`` built on meta, or ``None`` when it is refused."""
+    import torch
+
+    from yoloswap.backbones.build import build_backbone
+    from yoloswap.errors import YoloswapError
+    from yoloswap.probe import probe_backbone
+
+    try:
+        with torch.device("meta"):
+            return probe_backbone(build_backbone(spec, 0.0), (size, size), name)
+    except YoloswapError:
+        return None
 
 
 def _worker(tasks, results) -> None:

@@ -187,10 +187,41 @@ def probe(preset: Preset, img_size: tuple[int, int] = (640, 640), device: str = 
     start = time.perf_counter()
     with torch.device(dev):
         backbone = build_backbone(preset)
-    result = probe_backbone(backbone, img_size, preset.name)
+    try:
+        result = probe_backbone(backbone, img_size, preset.name)
+    except YoloswapError as exc:
+        raise YoloswapError(f"{exc}{_built_for_size_hint(preset, img_size)}") from None
     if dev.type == "cuda":
         torch.cuda.synchronize(dev)
     return _replace_seconds(result, time.perf_counter() - start)
+
+
+def sized_spec(preset: Preset, img_size: tuple[int, int]):
+    """``preset``'s model spec with timm's ``img_size`` set: windowed and position-table models (MaxViT, CoAtNet,
+    Hiera, ...) are then built for that input instead of their pretrained one. ``None`` when it does not apply."""
+    import dataclasses
+
+    if preset.model.source != "timm" or "img_size" in preset.model.kwargs:
+        return None
+    return dataclasses.replace(preset.model, kwargs={**preset.model.kwargs, "img_size": list(img_size)})
+
+
+def _built_for_size_hint(preset: Preset, img_size: tuple[int, int]) -> str:
+    """Whether building the model for ``img_size`` (a preset setting) would make it run; tried on meta."""
+    import torch
+
+    from yoloswap.backbones.build import build_backbone
+
+    spec = sized_spec(preset, img_size)
+    if spec is None:
+        return ""
+    try:
+        with torch.device("meta"):
+            probe_backbone(build_backbone(spec, preset.drop_path_rate), img_size, preset.name)
+    except YoloswapError:
+        return ""
+    h, w = img_size
+    return f"; or build it for {h}x{w}: a preset file with model: {{source: timm, name: {preset.model.name}, kwargs: {{img_size: [{h}, {w}]}}}}"
 
 
 def cached_probe(preset: Preset, img_size: tuple[int, int] = (640, 640)) -> ProbeResult:
