@@ -264,6 +264,7 @@ def _reason_kind(reason: str) -> str:
     rules = (
         ("one stride only", "one stride only (plain ViT-like model)"),
         ("no feature map is an exact fraction", "no exact stride-8/16/32 maps (unpadded convolutions or pooling)"),
+        ("not exact fractions", "no exact stride-8/16/32 maps (unpadded convolutions or pooling)"),
         ("needs strides 8, 16 and 32", "missing a stride-8, 16 or 32 level"),
         ("does not run on a", "does not run at any input size tried"),
         ("feature_info", "probed channels differ from feature_info"),

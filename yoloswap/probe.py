@@ -168,7 +168,10 @@ def working_size(backbone: "FeatureBackbone", device=None) -> tuple[int, str] | 
     side = max(backbone.input_size)
     step = math.lcm(side, LEVEL_STRIDES[-1])
     example = step * max(2, -(-512 // step))  # a multiple near the usual training sizes, never the side itself
-    for size, words in ((example, f"needs input divisible by {step}"), (side, f"runs only at {side}x{side}")):
+    tries = [(side, f"runs only at {side}x{side}")]
+    if step <= 2 * side:  # 299 and 32 share nothing: their common multiple (9568) is no advice
+        tries.insert(0, (example, f"needs input divisible by {step}"))
+    for size, words in tries:
         try:
             _forward(backbone, (size, size), device)
         except Exception:
@@ -273,7 +276,10 @@ def _result(backbone, feats, img_size, name, device, seconds) -> ProbeResult:
             )
         strides.append(round(h / fh))
     if tuple(strides) != LEVEL_STRIDES:
-        raise YoloswapError(f"backbone '{name}' levels have strides {strides}, expected {list(LEVEL_STRIDES)}")
+        raise YoloswapError(
+            f"backbone '{name}' levels have strides {strides}, expected {list(LEVEL_STRIDES)} "
+            "(its maps are not exact fractions of the input: unpadded convolutions or pooling)"
+        )
     return ProbeResult(
         backbone=name,
         channels=tuple(int(f.shape[1]) for f in feats),
