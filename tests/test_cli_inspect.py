@@ -78,3 +78,26 @@ def test_console_script_entry_points_run_as_a_process():
     assert proc.returncode == 2
     assert proc.stderr.startswith("Error: unknown backbone 'nope'")
     assert "Traceback" not in proc.stderr
+
+
+def test_list_all_backbones_reads_the_shipped_sweep(cli):
+    code, out, _ = cli("list-backbones", "--all", "--source", "torchvision", "--filter", "regnet_y_4*", "--json")
+    assert code == 0
+    rows = json.loads(out)
+    assert [r["backbone"] for r in rows] == ["torchvision:regnet_y_400mf"]
+    assert rows[0]["status"] == "ok" and rows[0]["measured_with"].startswith("torchvision ")
+    assert "channels" not in rows[0]  # channels are measured on demand, not read from the table
+    code, out, _ = cli("list-backbones", "--all", "--filter", "torchvision:vit_b_16")
+    assert code == 0 and "refused" in out and "one stride only" in out
+
+
+def test_list_all_backbones_probes_channels_on_demand(cli):
+    code, out, _ = cli("list-backbones", "--all", "--source", "timm", "--filter", "resnet18", "--probe", "--json")
+    assert code == 0
+    assert json.loads(out)[0]["channels"] == [128, 256, 512]
+
+
+def test_list_all_backbones_unknown_source_suggests(cli):
+    code, out, err = cli("list-backbones", "--all", "--source", "tim")
+    assert code == 2 and out == ""
+    assert err.strip() == "Error: unknown backbone source 'tim' (sources: timm, torchvision, yoloswap); did you mean 'timm'?"

@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 import yaml
 
+from yoloswap.backbones.resolve import resolve_backbone
 from yoloswap.errors import ConfigError, UsageError
-from yoloswap.presets import load_preset_file, preset_names, presets_dir, resolve_backbone
+from yoloswap.presets import load_preset_file, preset_names, presets_dir
 
 REQUIRED = ["convnext-tiny", "efficientnet-b1", "mobilenetv3-small", "mocov3-resnet50", "resnet50", "swin-tiny"]
 
@@ -87,8 +88,9 @@ def test_missing_required_field(tmp_path):
 
 
 def test_bad_source_and_bad_layers(tmp_path):
-    with pytest.raises(ConfigError, match=r"field 'model.source'.*did you mean 'timm'"):
-        load_preset_file(_write(tmp_path, "family: x\ndescription: y\nmodel: {source: tim, name: a}\n"))
+    path = _write(tmp_path, "family: x\ndescription: y\nmodel: {source: tim, name: a}\n")
+    with pytest.raises(ConfigError, match=r"\.yaml: field 'model.source'.*did you mean 'timm'"):
+        resolve_backbone(str(path))  # the source table, not the schema, knows the sources
     with pytest.raises(ConfigError, match=r"field 'model.layers': needs exactly 3"):
         load_preset_file(_write(tmp_path, BASE.replace("resnet18}", "resnet18, layers: [layer2]}")))
 

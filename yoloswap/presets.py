@@ -4,8 +4,8 @@ A preset is one YAML file (``presets/<name>.yaml``) read with ``yaml.safe_load``
 It names the model and where its weights come from, how to freeze and regularise it, how its inputs are
 normalised and which optimizer suits the family. It never stores channels: the probe measures those.
 
-``resolve_backbone`` turns what a user types after ``--backbone`` into a :class:`Preset`: a preset name, a path
-to the user's own preset file, or ``timm:<model>`` / ``torchvision:<model>`` for any classification model.
+``yoloswap.backbones.resolve.resolve_backbone`` turns what a user types after ``--backbone`` into a
+:class:`Preset`; it checks ``model.source`` against the table of sources, which lives with the backbones.
 """
 
 from __future__ import annotations
@@ -18,11 +18,10 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from yoloswap.errors import ConfigError, UsageError, suggestion
+from yoloswap.errors import ConfigError, suggestion
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-SOURCES = ("timm", "torchvision", "yoloswap")
 OPTIMIZERS = ("sgd", "adamw")
 
 
@@ -109,36 +108,14 @@ def load_presets() -> list[Preset]:
     return [load_preset_file(presets_dir() / f"{n}.yaml") for n in preset_names()]
 
 
-def resolve_backbone(spec: str) -> Preset:
-    """What follows ``--backbone``: a preset name, a preset file path, ``timm:NAME`` or ``torchvision:NAME``."""
-    spec = spec.strip()
-    for source in ("timm", "torchvision"):
-        if spec.startswith(source + ":"):
-            return library_preset(source, spec[len(source) + 1 :])
-    if spec.endswith((".yaml", ".yml")) or "/" in spec or Path(spec).is_file():
-        return load_preset_file(Path(spec))
-    names = preset_names()
-    if spec not in names:
-        hint = suggestion(spec, names) or " (see `yoloswap list-backbones`; timm:NAME and torchvision:NAME work too)"
-        raise UsageError(f"unknown backbone '{spec}'{hint}")
-    return load_preset_file(presets_dir() / f"{spec}.yaml")
+def __getattr__(name: str):
+    """``resolve_backbone`` and ``library_preset`` moved to :mod:`yoloswap.backbones.resolve` (they need the
+    source table, which sits above this module); old imports keep working while callers move."""
+    if name in ("resolve_backbone", "library_preset"):
+        from yoloswap.backbones import resolve
 
-
-def library_preset(source: str, model_name: str) -> Preset:
-    """A preset for any timm/torchvision classification model, with the family defaults of a CNN."""
-    from yoloswap.backbones.catalog import check_model_name  # heavy import: only when asked
-
-    check_model_name(source, model_name)
-    transformer = any(k in model_name.lower() for k in ("vit", "swin", "convnext", "deit", "former", "next"))
-    optimizer = OptimizerSpec("adamw", 0.001, 0.9, 0.05) if transformer else OptimizerSpec()
-    return Preset(
-        name=f"{source}:{model_name}",
-        family=source,
-        description=f"{model_name} from {source}",
-        model=ModelSpec(source=source, name=model_name),
-        weights="none",
-        optimizer=optimizer,
-    )
+        return getattr(resolve, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -174,8 +151,6 @@ def _validate(p: Preset, origin: str) -> None:
     def bad(fieldname: str, why: str) -> ConfigError:
         return ConfigError(f"{origin}: field '{fieldname}': {why}")
 
-    if p.model.source not in SOURCES:
-        raise bad("model.source", f"'{p.model.source}' is not one of {', '.join(SOURCES)}{suggestion(p.model.source, SOURCES)}")
     if p.model.layers is not None and len(p.model.layers) != 3:
         raise bad("model.layers", f"needs exactly 3 module names (strides 8, 16, 32), got {len(p.model.layers)}")
     if p.optimizer.name not in OPTIMIZERS:

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
 from typing import TYPE_CHECKING
 
 from yoloswap.errors import UsageError, YoloswapError
+from yoloswap.home import yoloswap_home
 from yoloswap.presets import Preset
 
 if TYPE_CHECKING:  # torch is imported inside functions: a cached probe needs none of it
@@ -103,16 +103,81 @@ def probe_backbone(backbone: "FeatureBackbone", img_size: tuple[int, int], name:
     param = next(backbone.parameters(), None)
     device = param.device if param is not None else torch.device("cpu")
     h, w = img_size
-    was_training = backbone.training
-    backbone.eval()
     start = time.perf_counter()
     try:
-        with torch.no_grad():
-            feats = backbone(torch.zeros(1, 3, h, w, device=device))
-    finally:
-        backbone.train(was_training)
+        feats = _forward(backbone, (h, w), device)
+    except Exception as exc:  # the library's own failure, e.g. a window size the input does not divide
+        from yoloswap.backbones.construct import cause
+
+        raise YoloswapError(
+            f"backbone '{name}' does not run on a {h}x{w} input ({cause(exc)}){_size_hint(backbone, device)}"
+        ) from None
     seconds = time.perf_counter() - start
     return _result(backbone, feats, img_size, name, device, seconds)
+
+
+def _forward(backbone: "FeatureBackbone", size: tuple[int, int], device) -> list:
+    """One no-grad forward of a zero image in eval mode, the caller's train/eval mode restored.
+
+    torch.fx prints its generated code to stderr when a traced model fails; that text is held back (and
+    replayed only when the forward succeeds, so library warnings still reach the user).
+    """
+    import contextlib
+    import io
+    import sys
+
+    import torch
+
+    was_training = backbone.training
+    backbone.eval()
+    held = io.StringIO()
+    try:
+        with torch.no_grad(), contextlib.redirect_stderr(held):
+            feats = backbone(torch.zeros(1, 3, *size, device=device))
+    finally:
+        backbone.train(was_training)
+    sys.stderr.write(held.getvalue())
+    return feats
+
+
+def _size_hint(backbone: "FeatureBackbone", device) -> str:
+    found = working_size(backbone, device)
+    if found is None:
+        if backbone.input_size is None:
+            return ""
+        return f"; it was built for {backbone.input_size[0]}x{backbone.input_size[1]} inputs and does not run there either"
+    size, words = found
+    if size % LEVEL_STRIDES[-1]:
+        return f"; it {words}, which is not a multiple of 32"
+    return f"; it {words} (e.g. --img-size {size})"
+
+
+def working_size(backbone: "FeatureBackbone", device=None) -> tuple[int, str] | None:
+    """A square input side the backbone runs at, tried rather than guessed, with words for the user.
+
+    First a multiple of the size the library built the model for (windows and relative-position tables fit
+    it), else exactly that size; ``None`` when the library declares no size or neither runs.
+    """
+    import math
+
+    if backbone.input_size is None:
+        return None
+    if device is None:
+        param = next(backbone.parameters(), None)
+        device = param.device if param is not None else "cpu"
+    side = max(backbone.input_size)
+    step = math.lcm(side, LEVEL_STRIDES[-1])
+    example = step * max(2, -(-512 // step))  # a multiple near the usual training sizes, never the side itself
+    tries = [(side, f"runs only at {side}x{side}")]
+    if step <= 2 * side:  # 299 and 32 share nothing: their common multiple (9568) is no advice
+        tries.insert(0, (example, f"needs input divisible by {step}"))
+    for size, words in tries:
+        try:
+            _forward(backbone, (size, size), device)
+        except Exception:
+            continue
+        return size, words
+    return None
 
 
 def probe(preset: Preset, img_size: tuple[int, int] = (640, 640), device: str = "auto") -> ProbeResult:
@@ -125,10 +190,41 @@ def probe(preset: Preset, img_size: tuple[int, int] = (640, 640), device: str = 
     start = time.perf_counter()
     with torch.device(dev):
         backbone = build_backbone(preset)
-    result = probe_backbone(backbone, img_size, preset.name)
+    try:
+        result = probe_backbone(backbone, img_size, preset.name)
+    except YoloswapError as exc:
+        raise YoloswapError(f"{exc}{_built_for_size_hint(preset, img_size)}") from None
     if dev.type == "cuda":
         torch.cuda.synchronize(dev)
     return _replace_seconds(result, time.perf_counter() - start)
+
+
+def sized_spec(preset: Preset, img_size: tuple[int, int]):
+    """``preset``'s model spec with timm's ``img_size`` set: windowed and position-table models (MaxViT, CoAtNet,
+    Hiera, ...) are then built for that input instead of their pretrained one. ``None`` when it does not apply."""
+    import dataclasses
+
+    if preset.model.source != "timm" or "img_size" in preset.model.kwargs:
+        return None
+    return dataclasses.replace(preset.model, kwargs={**preset.model.kwargs, "img_size": list(img_size)})
+
+
+def _built_for_size_hint(preset: Preset, img_size: tuple[int, int]) -> str:
+    """Whether building the model for ``img_size`` (a preset setting) would make it run; tried on meta."""
+    import torch
+
+    from yoloswap.backbones.build import build_backbone
+
+    spec = sized_spec(preset, img_size)
+    if spec is None:
+        return ""
+    try:
+        with torch.device("meta"):
+            probe_backbone(build_backbone(spec, preset.drop_path_rate), img_size, preset.name)
+    except YoloswapError:
+        return ""
+    h, w = img_size
+    return f"; or build it for {h}x{w}: a preset file with model: {{source: timm, name: {preset.model.name}, kwargs: {{img_size: [{h}, {w}]}}}}"
 
 
 def cached_probe(preset: Preset, img_size: tuple[int, int] = (640, 640)) -> ProbeResult:
@@ -167,13 +263,6 @@ def cached_probe(preset: Preset, img_size: tuple[int, int] = (640, 640)) -> Prob
     return result
 
 
-def yoloswap_home() -> Path:
-    """Cache root: ``$YOLOSWAP_HOME``, else ``~/.cache/yoloswap``."""
-    import os
-
-    return Path(os.environ.get("YOLOSWAP_HOME") or Path.home() / ".cache" / "yoloswap")
-
-
 def _result(backbone, feats, img_size, name, device, seconds) -> ProbeResult:
     h, w = img_size
     if len(feats) != 3:
@@ -187,7 +276,10 @@ def _result(backbone, feats, img_size, name, device, seconds) -> ProbeResult:
             )
         strides.append(round(h / fh))
     if tuple(strides) != LEVEL_STRIDES:
-        raise YoloswapError(f"backbone '{name}' levels have strides {strides}, expected {list(LEVEL_STRIDES)}")
+        raise YoloswapError(
+            f"backbone '{name}' levels have strides {strides}, expected {list(LEVEL_STRIDES)} "
+            "(its maps are not exact fractions of the input: unpadded convolutions or pooling)"
+        )
     return ProbeResult(
         backbone=name,
         channels=tuple(int(f.shape[1]) for f in feats),

@@ -48,6 +48,9 @@ class FeatureBackbone(nn.Module):
     # Set by yoloswap.backbones.freeze.apply_freezing; class defaults mean "nothing frozen".
     frozen_modules: tuple[str, ...] = ()  # names inside ``body`` kept in eval mode (frozen stages)
     norm_eval: bool = False  # keep every BatchNorm of the body in eval mode (running statistics frozen)
+    # Set by the sources when the library declares them; the probe uses them to explain a refusal.
+    input_size: tuple[int, int] | None = None  # (H, W) the library builds the model for (its pretrained input)
+    declared_channels: tuple[int, int, int] | None = None  # what the library says the three taps carry
 
     def train(self, mode: bool = True) -> "FeatureBackbone":
         """Like ``nn.Module.train``, but frozen stages (and, with ``norm_eval``, all BatchNorms) stay in eval mode,
@@ -66,6 +69,16 @@ class FeatureBackbone(nn.Module):
         h, w = x.shape[-2:]
         feats = self._extract(self.body, x)
         return [to_nchw(f, h, w, s) for f, s in zip(feats, self.strides, strict=True)]
+
+
+def missing_levels_hint(have: Sequence[int]) -> str:
+    """Why a model's strides ``have`` cannot feed the neck, in the words a user needs: which level is missing."""
+    if len(set(have)) == 1:
+        return " (one stride only: a plain ViT-like model keeps one resolution throughout; pick a hierarchical one)"
+    missing = [s for s in LEVEL_STRIDES if s not in have]
+    if not have:
+        return " (no feature map is an exact fraction of the input: unpadded convolutions or pooling)"
+    return f" (no stride-{'/'.join(map(str, missing))} level)"
 
 
 def to_nchw(feat: torch.Tensor, h: int, w: int, stride: int) -> torch.Tensor:

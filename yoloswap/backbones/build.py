@@ -1,25 +1,23 @@
-"""``build_backbone``: a preset in, a :class:`FeatureBackbone` out. The single map from sources to builders."""
+"""``build_backbone``: a model spec in, a :class:`FeatureBackbone` out, through the one table of sources."""
 
 from __future__ import annotations
 
-from yoloswap.backbones.adapter import FeatureBackbone
-from yoloswap.presets import Preset
+from typing import TYPE_CHECKING
+
+from yoloswap.backbones.sources import get_source
+
+if TYPE_CHECKING:
+    from yoloswap.backbones.adapter import FeatureBackbone
+    from yoloswap.presets import ModelSpec, Preset
 
 
-def build_backbone(preset: Preset) -> FeatureBackbone:
-    """Build the preset's backbone with random weights (loading pretrained weights is a separate step).
+def build_backbone(spec: "ModelSpec | Preset", drop_path_rate: float = 0.0) -> "FeatureBackbone":
+    """Build ``spec``'s backbone with random weights (loading pretrained weights is a separate step).
 
-    Call it inside ``with torch.device("meta"):`` to get a shape-only model that allocates nothing.
+    ``spec`` is a :class:`ModelSpec`; a whole :class:`Preset` is accepted too and stands for its ``model`` and
+    ``drop_path_rate`` (what training and assembly have at hand). Call it inside ``with torch.device("meta"):``
+    to get a shape-only model that allocates nothing.
     """
-    spec = preset.model
-    if spec.source == "timm":
-        from yoloswap.backbones.timm_source import build_timm_backbone
-
-        return build_timm_backbone(spec.name, spec.layers, preset.drop_path_rate, spec.kwargs)
-    if spec.source == "torchvision":
-        from yoloswap.backbones.torchvision_source import build_torchvision_backbone
-
-        return build_torchvision_backbone(spec.name, spec.layers, preset.drop_path_rate, spec.kwargs)
-    from yoloswap.backbones.cspdarknet_source import build_cspdarknet_backbone
-
-    return build_cspdarknet_backbone(spec.name, spec.kwargs)
+    if hasattr(spec, "model"):  # a Preset
+        spec, drop_path_rate = spec.model, spec.drop_path_rate
+    return get_source(spec.source).build(spec, drop_path_rate)

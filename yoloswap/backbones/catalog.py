@@ -1,19 +1,14 @@
-"""Which model names the libraries know, so a typo is caught before anything is built."""
+"""Which model names the sources know, so a typo is caught before anything is built."""
 
 from __future__ import annotations
 
+from yoloswap.backbones.sources import get_source
 from yoloswap.errors import UsageError, did_you_mean
 
 
 def library_models(source: str) -> list[str]:
-    """Every classification model name ``source`` (``timm`` or ``torchvision``) can build."""
-    if source == "timm":
-        import timm
-
-        return timm.list_models()
-    import torchvision
-
-    return torchvision.models.list_models(module=torchvision.models)
+    """Every model name ``source`` can build (every classification model, for timm and torchvision)."""
+    return get_source(source).models()
 
 
 def check_model_name(source: str, name: str) -> None:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from yoloswap.backbones.adapter import LEVEL_STRIDES, FeatureBackbone
+from yoloswap.backbones.adapter import LEVEL_STRIDES, FeatureBackbone, missing_levels_hint
+from yoloswap.backbones.construct import cause, construct
 from yoloswap.backbones.stages import group_stages
 from yoloswap.errors import UsageError
 
@@ -16,10 +17,8 @@ def build_timm_backbone(model_name: str, layers: tuple[str, ...] | None, drop_pa
     extra = dict(kwargs)
     if drop_path_rate:
         extra["drop_path_rate"] = drop_path_rate
-    try:
-        model = timm.create_model(model_name, pretrained=False, **extra)
-    except TypeError as exc:
-        raise UsageError(f"timm:{model_name} does not accept these settings ({exc})") from None
+    label = f"timm:{model_name}"
+    model = construct(lambda: timm.create_model(model_name, pretrained=False, **extra), label)
     info = list(getattr(model, "feature_info", None) or [])
     if not info:
         raise UsageError(f"timm:{model_name} declares no feature levels (feature_info), so yoloswap cannot tap it")
@@ -36,25 +35,41 @@ def build_timm_backbone(model_name: str, layers: tuple[str, ...] | None, drop_pa
             have = sorted(set(reductions))
             raise UsageError(
                 f"timm:{model_name} gives features only at strides {have}; a YOLOv5 neck needs strides 8, 16 and 32"
-                + (" (a plain ViT keeps one stride throughout)" if len(have) == 1 else "")
+                + missing_levels_hint(have)
             )
     stage_ends = [modules[i] if (i := _last_index(reductions, s)) is not None else None for s in (4, *LEVEL_STRIDES)]
 
     if hasattr(model, "forward_intermediates") and hasattr(model, "prune_intermediate_layers"):
-        model.prune_intermediate_layers(indices, prune_norm=True, prune_head=True)
+        try:
+            model.prune_intermediate_layers(indices, prune_norm=True, prune_head=True)
+        except Exception as exc:  # the library's own check; one line for the user
+            raise UsageError(f"{label} cannot be cut at strides 8/16/32 ({cause(exc)})") from None
 
         def extract(body, x):
             return body.forward_intermediates(x, indices=indices, intermediates_only=True)
 
         body = model
     else:  # older timm models: timm's own feature wrapper
-        body = timm.create_model(model_name, pretrained=False, features_only=True, out_indices=indices, **extra)
+        body = construct(
+            lambda: timm.create_model(model_name, pretrained=False, features_only=True, out_indices=indices, **extra),
+            label,
+        )
 
         def extract(body, x):
             return body(x)
 
     taps = [modules[i] for i in indices]
-    return FeatureBackbone(body, extract, taps, group_stages(body, stage_ends), "timm", model_name)
+    backbone = FeatureBackbone(body, extract, taps, group_stages(body, stage_ends), "timm", model_name)
+    backbone.declared_channels = tuple(int(info[i]["num_chs"]) for i in indices)
+    backbone.input_size = _input_size(model)
+    return backbone
+
+
+def _input_size(model) -> tuple[int, int] | None:
+    """The (H, W) timm's pretrained config was made for, e.g. (224, 224); ``None`` when it declares none."""
+    cfg = getattr(model, "pretrained_cfg", None) or {}
+    size = cfg.get("input_size")
+    return (int(size[1]), int(size[2])) if size and len(size) == 3 else None
 
 
 def _last_index(reductions: list[int], stride: int) -> int | None:

@@ -6,7 +6,7 @@ starts from random weights without a word. So loading has three steps, each with
 1. :func:`fetch_weights` turns a weights source (``none``, ``torchvision://resnet50``, ``timm://efficientnet_b1``,
    an ``https://`` URL, a ``file://`` URL or a path) into a local file, downloading once into the library's cache.
    Offline, it says which file to put where instead of falling back to random weights.
-2. The file is read only through :func:`yoloswap.engine.checkpoint.load_checkpoint` (``weights_only`` unpickling or
+2. The file is read only through :func:`yoloswap.safeload.load_checkpoint` (``weights_only`` unpickling or
    safetensors), so a checkpoint carrying code is refused before any of it runs.
 3. :mod:`yoloswap.backbones.key_maps` finds the backbone inside the file (wrapper, prefix, library naming), and
    a :class:`LoadReport` says how many of the body's tensors were loaded. Below the required fraction, nothing is
@@ -97,7 +97,7 @@ def load_backbone_weights(
     import torch
 
     from yoloswap.backbones.key_maps import match_keys, unwrap_state_dict
-    from yoloswap.engine.checkpoint import load_checkpoint
+    from yoloswap.safeload import load_checkpoint
 
     path = fetch_weights(source, progress)
     if path is None:

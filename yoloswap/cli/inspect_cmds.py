@@ -21,9 +21,22 @@ JsonOpt = Annotated[bool, H.flag("--json", rich_help_panel=H.OUTPUT, help="Print
 
 
 def list_backbones(
+    every: Annotated[
+        bool, typer.Option("--all", help="Every timm and torchvision model, from the shipped compatibility sweep.")
+    ] = False,
+    source: Annotated[Optional[str], typer.Option("--source", help="With --all: only timm or torchvision.")] = None,
+    pattern: Annotated[
+        Optional[str], typer.Option("--filter", help="With --all: model names matching a glob, e.g. 'convnext*'.")
+    ] = None,
+    measure: Annotated[
+        bool, typer.Option("--probe", help="With --all: measure the listed working models' channels now (meta device).")
+    ] = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """List the backbone presets with their probed channels, strides and sizes."""
+    """List the backbone presets with their probed channels, strides and sizes (--all: every library model)."""
+    if every or source or pattern or measure:
+        _list_all_models(source, pattern, measure, as_json)
+        return
     from rich.table import Table
 
     from yoloswap.cli.console import out, print_json
@@ -68,6 +81,71 @@ def list_backbones(
     )
 
 
+def _list_all_models(source: str | None, pattern: str | None, measure: bool, as_json: bool) -> None:
+    """``list-backbones --all``: the shipped sweep's verdict per model, channels probed only when asked."""
+    from rich.table import Table
+
+    from yoloswap.backbones.compatibility import installed_versions, read_compatibility, select
+    from yoloswap.cli.console import err, out, print_json
+
+    rows = select(read_compatibility(), source, pattern)
+    if measure:
+        rows = [dict(r, channels=_probe_listed(r, err)) for r in rows]
+    if as_json:
+        print_json([_row_json(r, measure) for r in rows])
+        return
+    versions = installed_versions()
+    table = Table(title=f"timm and torchvision models as YOLOv5 backbones ({len(rows)} listed)")
+    for col in ("backbone", "status", "input", "measured with", *(["channels"] if measure else []), "reason"):
+        table.add_column(col, overflow="fold" if col == "reason" else "ellipsis", no_wrap=col != "reason")
+    for r in rows:
+        now = versions.get(r["source"])
+        stale = "" if now == r["version"] else f" [yellow](installed: {now})[/]"
+        table.add_row(
+            f"{r['source']}:{r['name']}",
+            "[green]ok[/]" if r["status"] == "ok" else "[red]refused[/]",
+            r["img_size"],
+            f"{r['source']} {r['version']}{stale}",
+            *([r["channels"]] if measure else []),
+            r["reason"],
+        )
+    out.print(table)
+    ok = sum(r["status"] == "ok" for r in rows)
+    out.print(f"{ok} of {len(rows)} work. Channels: add [bold]--probe[/], or `yoloswap probe-channels -b SOURCE:NAME`.")
+
+
+def _probe_listed(row: dict, err) -> str:
+    """Channels of one listed model, measured now on the meta device; refused models keep their reason."""
+    from yoloswap.backbones.resolve import library_preset
+    from yoloswap.errors import YoloswapError
+    from yoloswap.probe import probe
+
+    if row["status"] != "ok":
+        return ""
+    size = int(row["img_size"] or 640)
+    try:
+        with err.status(f"probing {row['source']}:{row['name']}"):
+            result = probe(library_preset(row["source"], row["name"]), (size, size), "meta")
+    except YoloswapError as exc:
+        return f"refused now: {exc}"
+    return "/".join(map(str, result.channels))
+
+
+def _row_json(row: dict, measured: bool) -> dict:
+    data = {
+        "backbone": f"{row['source']}:{row['name']}",
+        "source": row["source"],
+        "family": row["family"],
+        "status": row["status"],
+        "measured_with": f"{row['source']} {row['version']}",
+        "img_size": int(row["img_size"]) if row["img_size"] else None,
+        "reason": row["reason"],
+    }
+    if measured:
+        data["channels"] = [int(c) for c in row["channels"].split("/")] if row["channels"][:1].isdigit() else None
+    return data
+
+
 def probe_channels(
     backbone: BackboneOpt = None,
     img_size: ImgSizeOpt = "640",
@@ -77,8 +155,9 @@ def probe_channels(
     """Send a dummy tensor through a backbone (or every preset) and report what comes out per level."""
     from rich.table import Table
 
+    from yoloswap.backbones.resolve import resolve_backbone
     from yoloswap.cli.console import err, out, print_json
-    from yoloswap.presets import load_presets, resolve_backbone
+    from yoloswap.presets import load_presets
     from yoloswap.probe import parse_img_size, probe, resolve_device
 
     size = parse_img_size(img_size)

@@ -26,6 +26,7 @@ import cv2
 import numpy as np
 
 from yoloswap.errors import DataError
+from yoloswap.home import yoloswap_home
 
 cv2.setNumThreads(0)  # see transforms.py: a cv2 thread pool in the parent hangs forked DataLoader workers
 
@@ -206,14 +207,6 @@ def _contrasting_colour(rng: np.random.Generator, under: np.ndarray) -> np.ndarr
 
 
 # ----------------------------------------------------------------------------------------------- writing
-
-
-def yoloswap_home() -> Path:
-    """``$YOLOSWAP_HOME``, else ``$XDG_CACHE_HOME/yoloswap``, else ``~/.cache/yoloswap``."""
-    if os.environ.get("YOLOSWAP_HOME"):
-        return Path(os.environ["YOLOSWAP_HOME"]).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base).expanduser() / "yoloswap"
 
 
 def builtin_data_yaml(cache_dir: Path | None = None) -> Path:

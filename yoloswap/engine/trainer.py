@@ -137,12 +137,13 @@ def build_run(options: TrainOptions, out: Path, log=print, resume_ckpt: dict | N
               dist: distributed.Dist = distributed.Dist()) -> tuple[Run, Any]:
     """Model, data, optimizer and schedule for ``options``; restored from ``resume_ckpt`` when given."""
     from yoloswap.backbones.freeze import apply_freezing
+    from yoloswap.backbones.resolve import resolve_backbone
     from yoloswap.data.dataset import DetectionDataset, build_dataloader
     from yoloswap.data.formats import load_data_config
     from yoloswap.data.synthetic import builtin_data_yaml
     from yoloswap.engine.optim import build_optimizer
     from yoloswap.models.assemble import DetectorPlan, build_detector, detector_from_plan
-    from yoloswap.presets import preset_from_dict, resolve_backbone
+    from yoloswap.presets import preset_from_dict
     from yoloswap.probe import resolve_device
 
     options.check()

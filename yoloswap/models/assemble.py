@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass
 
 import torch
 
-from yoloswap.errors import UsageError
+from yoloswap.errors import UsageError, YoloswapError
 from yoloswap.models.detector import Detector
 from yoloswap.models.head import COCO_ANCHORS, YOLOv5Head
 from yoloswap.models.neck import YOLOv5PAFPN
@@ -114,7 +114,10 @@ def build_detector(preset: Preset, num_classes: int, img_size: tuple[int, int] =
     backbone = build_backbone(preset)
     # Channels do not depend on the input size; a small probe keeps assembly cheap even on CPU.
     probe_size = (min(img_size[0], 128), min(img_size[1], 128))
-    result = probe_backbone(backbone, probe_size, preset.name)
+    try:
+        result = probe_backbone(backbone, probe_size, preset.name)
+    except YoloswapError:  # windowed or fixed-size models run only at sizes they divide: probe at the real one
+        result = probe_backbone(backbone, img_size, preset.name)
     plan = plan_detector(result, preset, num_classes, neck_width)
     return detector_from_plan(backbone, plan, preset), plan
 
