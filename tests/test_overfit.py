@@ -6,6 +6,7 @@ trains the wrong cells, a decode that is off by half a cell.
 
 from __future__ import annotations
 
+import pytest
 import torch
 from torch import nn
 
@@ -15,6 +16,8 @@ from yoloswap.models.cspdarknet import CSPDarknet
 from yoloswap.models.detector import Detector
 from yoloswap.models.head import YOLOv5Head
 from yoloswap.models.neck import YOLOv5PAFPN
+
+pytestmark = pytest.mark.slow  # end-to-end: in the default run, deselect with -m 'not slow'
 
 SIZE = 128
 COLOURS = {0: (0.9, 0.1, 0.1), 1: (0.1, 0.2, 0.9)}  # class 0 red, class 1 blue

@@ -101,3 +101,83 @@ def test_preset_round_trips_through_plain_data():
     p = resolve_backbone("mobilenetv3-small")
     again = preset_from_dict(p.to_dict())
     assert again.model == p.model and again.optimizer == p.optimizer and again.normalize == p.normalize
+
+
+# ------------------------------------------------------------------------------------------------ what README promises
+
+SGD_PRESETS = ["resnet50", "mocov3-resnet50", "efficientnet-b1", "mobilenetv3-small",
+               "yolov5n", "yolov5s", "yolov5m", "yolov5l"]
+
+
+@pytest.mark.parametrize("name", SGD_PRESETS)
+def test_readme_sgd_recipe_lr_001_momentum_0937_nesterov(name):
+    import torch
+
+    from yoloswap.engine.optim import build_optimizer
+
+    opt = resolve_backbone(name).optimizer
+    assert (opt.name, opt.lr, opt.momentum) == ("sgd", 0.01, 0.937)
+    built = build_optimizer(torch.nn.Conv2d(3, 4, 1), opt.name, opt.lr, opt.momentum, opt.weight_decay)
+    assert isinstance(built, torch.optim.SGD)
+    assert all(g["nesterov"] and g["momentum"] == 0.937 and g["lr"] == 0.01 for g in built.param_groups)
+
+
+@pytest.mark.parametrize("name", ["swin-tiny", "convnext-tiny"])
+def test_readme_adamw_recipe_lr_0001_weight_decay_005(name):
+    import torch
+
+    from yoloswap.engine.optim import build_optimizer
+
+    opt = resolve_backbone(name).optimizer
+    assert (opt.name, opt.lr, opt.weight_decay) == ("adamw", 0.001, 0.05)
+    built = build_optimizer(torch.nn.Conv2d(3, 4, 1), opt.name, opt.lr, opt.momentum, opt.weight_decay)
+    assert isinstance(built, torch.optim.AdamW)
+    decay = [g for g in built.param_groups if g["kind"] == "decay"]
+    assert decay and all(g["weight_decay"] == 0.05 and g["lr"] == 0.001 for g in decay)
+
+
+@pytest.mark.parametrize("name", ["resnet50", "mocov3-resnet50"])
+def test_readme_resnet50_freezes_stem_and_layer1_with_norm_eval(name):
+    p = resolve_backbone(name)
+    assert p.frozen_stages == 1 and p.norm_eval is True
+
+
+def readme_neck_width_table() -> list[dict]:
+    """The rows of README's "Neck width" table."""
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    section = text.split("### Neck width", 1)[1].split("\n## ", 1)[0]
+    rows = []
+    for line in section.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) != 6 or not cells[0] or cells[0] in ("backbone",) or set(cells[0]) <= {"-"}:
+            continue
+        width = cells[1].replace("*", "")
+        rows.append({
+            "backbone": cells[0],
+            "width": width.split()[0],
+            "default": "default" in width,
+            "channels": [int(c) for c in cells[2].split("/")],
+            "neck_m": float(cells[3].removesuffix("M")),
+            "params_m": float(cells[4].removesuffix("M")),
+            "gflops": float(cells[5]),
+        })
+    return rows
+
+
+def test_readme_neck_width_table_is_what_info_reports(cli):
+    import json
+
+    table = readme_neck_width_table()
+    assert len(table) == 5 and sum(r["default"] for r in table) == 2
+    for row in table:
+        width = [] if row["default"] else ["--neck-width", row["width"]]  # the default rows test the default
+        code, out, err = cli("info", "--backbone", row["backbone"], *width, "--num-classes", "80", "--json")
+        assert code == 0, err
+        info = json.loads(out)
+        where = f"{row['backbone']} --neck-width {row['width']}"
+        assert info["neck_channels"] == row["channels"], where
+        assert round(info["parts"]["neck"]["params"] / 1e6, 1) == row["neck_m"], where
+        assert round(info["params"] / 1e6, 1) == row["params_m"], where
+        assert round(info["gflops"], 1) == row["gflops"], where

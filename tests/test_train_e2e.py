@@ -12,6 +12,8 @@ import torch
 from tests.make_data import coco_set, ultralytics_set
 from yoloswap.engine.checkpoint import load_checkpoint
 
+pytestmark = pytest.mark.slow  # end-to-end: in the default run, deselect with -m 'not slow'
+
 TINY = ["--backbone", "yolov5n", "--epochs", "1", "--img-size", "64", "--batch-size", "4", "--workers", "0",
         "--device", "cpu"]
 
