@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from yoloswap.data.formats.common import DataConfig, DataWarning, Sample, Split
+from yoloswap.home import yoloswap_home
 
 CACHE_VERSION = "yoloswap-labels-v2"  # v2: boxes dropped outside the image are recorded
 
@@ -43,8 +44,7 @@ def cache_path(cfg: DataConfig, split: str) -> Path:
     if os.access(cfg.root, os.W_OK):
         return local
     digest = hashlib.sha1(str(cfg.source).encode()).hexdigest()[:16]
-    home = Path(os.environ.get("YOLOSWAP_HOME") or Path.home() / ".cache" / "yoloswap")
-    return home / "label-cache" / f"{digest}.{split}.cache.npz"
+    return yoloswap_home() / "label-cache" / f"{digest}.{split}.cache.npz"
 
 
 def cached_files(cache: Path) -> list[Path] | None:
