@@ -10,7 +10,7 @@ import sys
 
 import typer
 
-from yoloswap.cli import inspect_cmds, train_cmds
+from yoloswap.cli import compare_cmds, export_cmds, inspect_cmds, train_cmds
 
 app = typer.Typer(
     name="yoloswap",
@@ -24,6 +24,9 @@ app.command("list-backbones")(inspect_cmds.list_backbones)
 app.command("probe-channels")(inspect_cmds.probe_channels)
 app.command("info")(inspect_cmds.info)
 train_cmds.register(app)
+app.command("export")(export_cmds.export)
+app.command("benchmark")(export_cmds.benchmark)
+app.command("compare")(compare_cmds.compare)
 
 
 

@@ -93,7 +93,7 @@ def train(
 
 
 def val(
-    weights: Annotated[Path, Opt("--weights", "-w", help="A yoloswap checkpoint (best.pt / last.pt).")],
+    weights: Annotated[Path, Opt("--weights", "-w", help="A yoloswap checkpoint (best.pt / last.pt) or an exported .onnx.")],
     data: Annotated[Optional[str], Opt(help="Data YAML (default: the built-in set).")] = None,
     split: Annotated[str, Opt(help="Which split of the data YAML to evaluate.")] = "val",
     img_size: Annotated[Optional[int], Opt("--img-size", help="Default: the size the model was trained at.")] = None,
@@ -114,10 +114,15 @@ def val(
     from yoloswap.data.synthetic import builtin_data_yaml
     from yoloswap.engine.checkpoint import load_checkpoint
     from yoloswap.engine.model_io import detector_from_checkpoint
+    from yoloswap.engine.runtimes import is_exported
     from yoloswap.engine.validate import evaluate
     from yoloswap.errors import DataError
     from yoloswap.probe import resolve_device
 
+    if is_exported(weights):  # an exported .onnx, run by its runtime (engine/runtimes.py)
+        from yoloswap.cli.export_cmds import val_exported
+
+        return val_exported(weights, data, split, img_size, batch_size, device, workers, conf, iou, save_json, as_json)
     ckpt = load_checkpoint(weights)
     model, preset, plan, names, _ = detector_from_checkpoint(ckpt, weights)
     cfg = load_data_config(Path(data) if data else builtin_data_yaml())
@@ -144,7 +149,7 @@ def val(
 
 
 def predict(
-    weights: Annotated[Path, Opt("--weights", "-w", help="A yoloswap checkpoint.")],
+    weights: Annotated[Path, Opt("--weights", "-w", help="A yoloswap checkpoint or an exported .onnx.")],
     source: Annotated[Path, Opt("--source", "-s", help="An image or a folder of images.")],
     out_dir: Annotated[Optional[Path], Opt("--out", help="Output folder (default runs/predict/expN).")] = None,
     img_size: Annotated[Optional[int], Opt("--img-size")] = None,
@@ -156,19 +161,18 @@ def predict(
     from rich.progress import Progress
 
     from yoloswap.cli.console import err, out
-    from yoloswap.engine.checkpoint import load_checkpoint
-    from yoloswap.engine.model_io import detector_from_checkpoint
     from yoloswap.engine.plots import draw_detections
     from yoloswap.engine.predict import detections_json, iter_sources, predict_images, write_predictions
+    from yoloswap.engine.runtimes import load_runtime
     from yoloswap.engine.trainer import new_run_dir
     from yoloswap.probe import resolve_device
 
-    ckpt = load_checkpoint(weights)
-    model, preset, _, names, _ = detector_from_checkpoint(ckpt, weights)
+    model = load_runtime(weights, resolve_device(device))  # a .pt checkpoint or an exported .onnx
+    names = model.names
     files = iter_sources(source)
     folder = out_dir or new_run_dir(Path("runs/predict"))
     folder.mkdir(parents=True, exist_ok=True)
-    size = img_size or int(ckpt["config"]["options"]["img_size"])
+    size = img_size or model.img_size
     records = []
     with Progress(console=err) as progress:
         task = progress.add_task("predicting", total=len(files))

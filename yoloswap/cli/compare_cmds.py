@@ -1,0 +1,4 @@
+"""yoloswap compare (placeholder during development)."""
+
+def compare() -> None:
+    """Compare backbones."""
