@@ -171,6 +171,7 @@ def compare_backbones(backbones: Sequence[str], base_options, out: Path, device:
         statuses[i] = CompareStatus(backbone, "measuring")
         on_status(statuses)
         row = row_from_run(run, device)
+        row_path.parent.mkdir(parents=True, exist_ok=True)
         row_path.write_text(json.dumps(row.to_dict(), indent=1))
         statuses[i] = CompareStatus(backbone, "done", row)
         on_status(statuses)

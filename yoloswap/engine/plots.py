@@ -160,7 +160,8 @@ def plot_compare(rows: Sequence[Any], out_png: Path, title: str = "") -> Path:
     if front:
         ax.step([r.latency_ms for r in front], [r.map for r in front], where="post", color="tab:orange",
                 linewidth=1.5, zorder=2, label="Pareto front (no backbone both faster and more accurate)")
-    ax.scatter([], [], s=40, c="tab:blue", edgecolors="black", linewidths=0.6, label="dominated")
+    if not all(r.pareto for r in rows):
+        ax.scatter([], [], s=40, c="tab:blue", edgecolors="black", linewidths=0.6, label="dominated")
     first = rows[0]
     ax.set_xlabel(f"latency (ms per image, PyTorch, batch 1, {first.img_size} px, {first.device})")
     ax.set_ylabel("mAP@.5:.95 (COCO, validation split)")
