@@ -66,6 +66,19 @@ def test_onnx_runtime_output_equals_pytorch_within_tolerance(tmp_path, backbone)
     assert np.abs(got[..., 4:] - expected[..., 4:]).max() < PARITY_ATOL_SCORES
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("backbone", ["yolov5s", "efficientnet-b1", "mobilenetv3-small", "resnet50", "mocov3-resnet50",
+                                      "timm:resnet18", "torchvision:mobilenet_v3_small"])
+def test_every_preset_and_library_backbones_export(tmp_path, backbone):
+    from yoloswap.engine.export import check_onnx_parity
+
+    model, _ = detector(backbone)
+    spec = ExportSpec(img_size=64)
+    path = export_model(model, NAMES, backbone, "onnx", spec, tmp_path / "m.onnx")
+    report = check_onnx_parity(model, path, spec)  # raises beyond tolerance
+    assert report["max_abs_boxes"] < PARITY_ATOL_BOXES
+
+
 def test_the_file_carries_names_strides_size_and_version(tmp_path):
     model, _ = detector("yolov5n")
     path = export_model(model, NAMES, "yolov5n", "onnx", ExportSpec(img_size=64), tmp_path / "m.onnx")
