@@ -197,6 +197,15 @@ def test_onnx_through_predict_and_val_equals_the_checkpoint(cli, tmp_path):
             assert da["class_id"] == db["class_id"]
             assert np.allclose(da["box"], db["box"], atol=0.05) and abs(da["score"] - db["score"]) < 1e-3
 
+    code, _, err = cli("export", "--weights", str(weights), "--format", "torchscript")
+    assert code == 0, err
+    folder = tmp_path / "pred_ts"
+    code, _, err = cli("predict", "--weights", str(tmp_path / "best.torchscript"), "--source", str(images), "--out",
+                       str(folder), "--conf", "0.001")
+    assert code == 0, err
+    ts = json.loads((folder / "predictions.json").read_text())
+    assert [len(r["detections"]) for r in ts] == [len(r["detections"]) for r in pt]
+
     maps = {}
     for name in ("best.pt", "best.onnx"):
         code, out, err = cli("val", "--weights", str(tmp_path / name), "--data", str(data), "--json", "--workers", "0")

@@ -159,9 +159,40 @@ class OnnxRuntime(_RuntimeBase):
         return torch.from_numpy(np.concatenate(outputs).astype(np.float32))
 
 
+class TorchScriptRuntime(_RuntimeBase):
+    """An exported ``.torchscript`` file (runs without yoloswap's model code)."""
+
+    kind = "torchscript"
+
+    def __init__(self, path: Path, device: torch.device | str = "cpu") -> None:
+        from yoloswap.engine.export import METADATA_KEY
+
+        extra = {f"{METADATA_KEY}.json": ""}
+        self.device = torch.device(device)
+        try:
+            self.module = torch.jit.load(str(path), map_location=self.device, _extra_files=extra)
+        except RuntimeError as exc:
+            raise CheckpointError(f"{path}: not a TorchScript file ({str(exc).splitlines()[0]})") from None
+        if not extra[f"{METADATA_KEY}.json"]:
+            raise CheckpointError(f"{path}: not exported by yoloswap (no '{METADATA_KEY}.json' inside)")
+        import json
+
+        meta = json.loads(extra[f"{METADATA_KEY}.json"])
+        if meta.get("nms"):
+            raise UsageError(f"{path} was exported with --nms; predict and val need it exported without --nms")
+        self.names, self.img_size = list(meta["names"]), int(meta["img_size"])
+        self.backbone = str(meta.get("backbone", Path(path).stem))
+        self.dtype = torch.float16 if meta.get("half") else torch.float32
+
+    @torch.no_grad()
+    def infer(self, images01: torch.Tensor) -> torch.Tensor:
+        return self.module((images01.to(self.device) * 255).to(self.dtype)).float().cpu()
+
+
 RUNTIMES: dict[str, Callable[[Path, torch.device | str], Runtime]] = {
     ".pt": TorchRuntime,
     ".onnx": OnnxRuntime,
+    ".torchscript": TorchScriptRuntime,
 }
 
 
