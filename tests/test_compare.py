@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import dataclasses
 import json
 
 import pytest
@@ -112,3 +111,9 @@ def test_compare_needs_backbones_or_runs(cli, tmp_path):
     assert code == 2 and "give either --backbones" in err
     code, _, err = cli("compare", "--runs", str(tmp_path))
     assert code != 0 and "not a finished run folder" in err
+
+
+def test_accuracy_falls_back_to_the_best_epoch_of_metrics_csv(tmp_path):
+    (tmp_path / "metrics.csv").write_text("epoch,metrics/mAP50,metrics/mAP50-95\n1,0.2,0.1\n2,,\n3,0.5,0.3\n4,0.4,0.25\n")
+    assert cmp._accuracy({"metrics": {}}, tmp_path) == {"map": 0.3, "map50": 0.5}
+    assert cmp._accuracy({"metrics": {"map": 0.7, "map50": 0.9}}, tmp_path) == {"map": 0.7, "map50": 0.9}

@@ -120,11 +120,10 @@ def _accuracy(ckpt: dict, run: Path) -> dict:
         _, columns = read_metrics_csv(csv_path)
         key = next((k for k in columns if k.lower().endswith("map50-95")), None)
         key50 = next((k for k in columns if k.lower().endswith("map50")), None)
-        if key:
-            values = [v for v in columns[key] if v == v]
-            if values:
-                best = max(range(len(values)), key=values.__getitem__)
-                return {"map": values[best], "map50": columns[key50][best] if key50 else 0.0}
+        scored = [i for i, v in enumerate(columns[key]) if v == v] if key else []  # v == v: not NaN
+        if scored:
+            best = max(scored, key=columns[key].__getitem__)
+            return {"map": columns[key][best], "map50": columns[key50][best] if key50 else 0.0}
     raise DataError(f"{run}: no validation metrics recorded (checkpoint or metrics.csv)")
 
 
