@@ -106,3 +106,23 @@ def test_prediction_grid_tiles_images(tmp_path):
     assert sheet.size == (2 * 96, 2 * 96)
     with Image.open(tmp_path / "val_pred.png") as png:
         assert png.format == "PNG" and png.size == (192, 192)
+
+
+def test_train_and_val_columns_of_one_loss_share_a_chart(tmp_path):
+    # Loss names vary by head (YOLOv8: box/cls/dfl): every train/* and val/* column is plotted, paired by name.
+    header = ["epoch", "train/box_loss", "train/dfl_loss", "val/box_loss", "val/dfl_loss", "metrics/mAP50-95"]
+    rows = [[e, 1 / (e + 1), 2 / (e + 1), 1.1 / (e + 1), 2.2 / (e + 1), 0.1 * e] for e in range(1, 4)]
+    out = plot_results(write_csv(tmp_path / "m.csv", header, rows), tmp_path / "r.png")
+    with Image.open(out) as png:  # 3 charts: box_loss (train + val), dfl_loss (train + val), mAP50-95
+        assert png.size == (3 * PANEL_SIZE[0], PANEL_SIZE[1])
+
+
+def test_prediction_grid_shows_ground_truth_beside_predictions(tmp_path):
+    image = np.zeros((64, 64, 3), dtype=np.uint8)
+    truth = np.array([[8, 8, 40, 40, 1]])  # class 1, left tile
+    dets = np.array([[20, 20, 56, 56, 0.9, 2]])  # class 2, right tile
+    sheet = np.asarray(save_prediction_grid([(image, dets, truth)], NAMES, tmp_path / "g.png", tile=64))
+    assert sheet.shape == (64, 128, 3)  # two tiles for one image
+    assert tuple(sheet[30, 8]) == class_colour(1)  # truth box's left edge, in the left tile
+    assert tuple(sheet[30, 64 + 55]) == class_colour(2)  # prediction's right edge, in the right tile
+    assert tuple(sheet[30, 64 + 8]) != class_colour(1)  # no truth box on the prediction side

@@ -14,7 +14,7 @@ import typer
 
 from yoloswap import __version__
 from yoloswap.cli import help as H
-from yoloswap.cli import inspect_cmds, train_cmds
+from yoloswap.cli import compare_cmds, export_cmds, inspect_cmds, train_cmds
 from yoloswap.errors import EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_OK
 
 app = typer.Typer(
@@ -31,6 +31,9 @@ app.command("list-backbones", cls=H.Command)(inspect_cmds.list_backbones)
 app.command("probe-channels", cls=H.Command)(inspect_cmds.probe_channels)
 app.command("info", cls=H.Command)(inspect_cmds.info)
 train_cmds.register(app)
+app.command("export", cls=H.Command)(export_cmds.export)
+app.command("benchmark", cls=H.Command)(export_cmds.benchmark)
+app.command("compare", cls=H.Command)(compare_cmds.compare)
 
 
 def _print_version(value: bool) -> None:

@@ -21,16 +21,14 @@ JsonOpt = Annotated[bool, H.flag("--json", rich_help_panel=H.OUTPUT, help="Print
 
 
 def list_backbones(
-    every: Annotated[
-        bool, typer.Option("--all", help="Every timm and torchvision model, from the shipped compatibility sweep.")
-    ] = False,
-    source: Annotated[Optional[str], typer.Option("--source", help="With --all: only timm or torchvision.")] = None,
-    pattern: Annotated[
-        Optional[str], typer.Option("--filter", help="With --all: model names matching a glob, e.g. 'convnext*'.")
-    ] = None,
-    measure: Annotated[
-        bool, typer.Option("--probe", help="With --all: measure the listed working models' channels now (meta device).")
-    ] = False,
+    every: Annotated[bool, H.flag("--all", rich_help_panel=H.MODEL,
+                                  help="Every timm and torchvision model, from the shipped compatibility sweep.")] = False,
+    source: Annotated[Optional[str], typer.Option("--source", rich_help_panel=H.MODEL,
+                                                  help="With --all: only timm or torchvision.")] = None,
+    pattern: Annotated[Optional[str], typer.Option("--filter", rich_help_panel=H.MODEL,
+                                                   help="With --all: model names matching a glob, e.g. 'convnext*'.")] = None,
+    measure: Annotated[bool, H.flag("--probe", rich_help_panel=H.MODEL, help="With --all: measure the listed "
+                                    "working models' channels now (meta device).")] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """List the backbone presets with their probed channels, strides and sizes (--all: every library model)."""

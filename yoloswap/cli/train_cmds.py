@@ -106,7 +106,7 @@ def train(
 
 def val(
     weights: Annotated[Path, Opt("--weights", "-w", rich_help_panel=H.MODEL,
-                                 help="A yoloswap checkpoint (best.pt / last.pt).")],
+                                 help="A yoloswap checkpoint (best.pt / last.pt), or an exported .onnx / .torchscript file.")],
     data: Annotated[Optional[str], Opt(rich_help_panel=H.DATA, help="Data YAML (Ultralytics or COCO). Default: "
                                        "the one the run was trained on (the built-in set if it used that).")] = None,
     split: Annotated[str, Opt(rich_help_panel=H.DATA, help="Which split of the data YAML to evaluate "
@@ -135,10 +135,15 @@ def val(
     from yoloswap.data.formats import load_data_config
     from yoloswap.engine.checkpoint import load_checkpoint
     from yoloswap.engine.model_io import detector_from_checkpoint
+    from yoloswap.engine.runtimes import is_exported
     from yoloswap.engine.validate import evaluate
     from yoloswap.errors import DataError
     from yoloswap.probe import resolve_device
 
+    if is_exported(weights):  # an exported .onnx, run by its runtime (engine/runtimes.py)
+        from yoloswap.cli.export_cmds import val_exported
+
+        return val_exported(weights, data, split, img_size, batch_size, device, workers, conf, iou, save_json, as_json)
     ckpt = load_checkpoint(weights)
     model, preset, plan, names, _ = detector_from_checkpoint(ckpt, weights)
     trained_on = _trained_data(ckpt)
@@ -189,7 +194,8 @@ def _run_data_yaml(trained_on: str | None, weights: Path) -> Path:
 
 
 def predict(
-    weights: Annotated[Path, Opt("--weights", "-w", rich_help_panel=H.MODEL, help="A yoloswap checkpoint.")],
+    weights: Annotated[Path, Opt("--weights", "-w", rich_help_panel=H.MODEL,
+                                 help="A yoloswap checkpoint, or an exported .onnx / .torchscript file.")],
     source: Annotated[Path, Opt("--source", "-s", rich_help_panel=H.DATA,
                                 help="An image or a folder of images (jpg, png, bmp, webp).")],
     out_dir: Annotated[Optional[Path], Opt("--out", rich_help_panel=H.OUTPUT,
@@ -206,19 +212,18 @@ def predict(
     from rich.progress import Progress
 
     from yoloswap.cli.console import err, out
-    from yoloswap.engine.checkpoint import load_checkpoint
-    from yoloswap.engine.model_io import detector_from_checkpoint
     from yoloswap.engine.plots import draw_detections
     from yoloswap.engine.predict import detections_json, iter_sources, predict_images, write_predictions
+    from yoloswap.engine.runtimes import load_runtime
     from yoloswap.engine.trainer import new_run_dir
     from yoloswap.probe import resolve_device
 
-    ckpt = load_checkpoint(weights)
-    model, preset, _, names, _ = detector_from_checkpoint(ckpt, weights)
+    model = load_runtime(weights, resolve_device(device))  # a .pt checkpoint or an exported .onnx
+    names = model.names
     files = iter_sources(source)
     folder = out_dir or new_run_dir(Path("runs/predict"))
     folder.mkdir(parents=True, exist_ok=True)
-    size = img_size or int(ckpt["config"]["options"]["img_size"])
+    size = img_size or model.img_size
     records = []
     with Progress(console=err) as progress:
         task = progress.add_task("predicting", total=len(files))

@@ -1,8 +1,8 @@
-"""Pictures of a run: training curves and detections drawn on images.
+"""Pictures of a run: training curves, the backbone comparison, and detections drawn on images.
 
-Drawn with Pillow alone (already a dependency for image IO), so plotting adds nothing to install and works on a
-headless training server. The charts are deliberately plain: one small line chart per metric, its min and max
-on the y axis, first and last epoch on the x axis, and the latest value in the title.
+Charts use matplotlib (the field's plotting library: axes, units, legends and readable ticks for free), through
+its object API (``Figure``, no pyplot), so nothing global changes and it works on a headless server. Boxes on
+images are drawn with Pillow, which needs no figure machinery and keeps pixels exact.
 """
 
 from __future__ import annotations
@@ -20,13 +20,8 @@ from PIL import Image, ImageDraw, ImageFont
 
 from yoloswap.errors import DataError
 
-PANEL_SIZE = (320, 220)  # (width, height) of one chart in results.png
+PANEL_SIZE = (320, 240)  # (width, height) of one chart in results.png
 MAX_PANEL_COLUMNS = 5
-_MARGIN = {"left": 62, "right": 14, "top": 30, "bottom": 26}
-_LINE = (31, 119, 180)
-_AXIS = (90, 90, 90)
-_GRID = (225, 225, 225)
-_TEXT = (20, 20, 20)
 _PAD_GREY = (114, 114, 114)  # the letterbox grey, so tiles look like what the model saw
 
 
@@ -93,82 +88,91 @@ def read_metrics_csv(path: Path) -> tuple[list[float], dict[str, list[float]]]:
     return x, columns
 
 
-def _draw_chart(draw: ImageDraw.ImageDraw, origin: tuple[int, int], title: str, x: list[float], y: list[float]) -> None:
-    """One line chart in a PANEL_SIZE box whose top-left corner is ``origin``."""
-    ox, oy = origin
-    w, h = PANEL_SIZE
-    left, top = ox + _MARGIN["left"], oy + _MARGIN["top"]
-    right, bottom = ox + w - _MARGIN["right"], oy + h - _MARGIN["bottom"]
-    small, big = _font(11), _font(13)
-
-    points = [(xi, yi) for xi, yi in zip(x, y) if math.isfinite(xi) and math.isfinite(yi)]
-    last = next((yi for yi in reversed(y) if math.isfinite(yi)), None)
-    draw.text((ox + w // 2, oy + 8), title if last is None else f"{title}  ({_format(last)})",
-              fill=_TEXT, font=big, anchor="mt")
-    draw.rectangle((left, top, right, bottom), outline=_AXIS)
-    if not points:
-        draw.text(((left + right) // 2, (top + bottom) // 2), "no data", fill=_AXIS, font=small, anchor="mm")
-        return
-
-    xs, ys = [p[0] for p in points], [p[1] for p in points]
-    x_lo, x_hi = min(xs), max(xs)
-    y_lo, y_hi = min(ys), max(ys)
-    if x_hi == x_lo:
-        x_lo, x_hi = x_lo - 1, x_hi + 1
-    if y_hi == y_lo:  # a flat line sits in the middle
-        pad = abs(y_lo) * 0.05 or 1e-3
-        y_lo, y_hi = y_lo - pad, y_hi + pad
-    inset = 6  # keep markers off the frame
-
-    def to_px(xv: float, yv: float) -> tuple[float, float]:
-        px = left + inset + (xv - x_lo) / (x_hi - x_lo) * (right - left - 2 * inset)
-        py = bottom - inset - (yv - y_lo) / (y_hi - y_lo) * (bottom - top - 2 * inset)
-        return px, py
-
-    # Min/max gridlines with their labels; first/last x labels.
-    for value in (y_lo, y_hi):
-        _, py = to_px(x_lo, value)
-        draw.line((left + 1, py, right - 1, py), fill=_GRID)
-        draw.text((left - 5, py), _format(value), fill=_TEXT, font=small, anchor="rm")
-    for value, anchor in ((x_lo, "lt"), (x_hi, "rt")):
-        px, _ = to_px(value, y_lo)
-        draw.text((px, bottom + 5), _format(value), fill=_TEXT, font=small, anchor=anchor)
-
-    # The line, broken where a value is missing.
-    segment: list[tuple[float, float]] = []
-    for xi, yi in zip(x, y):
-        if math.isfinite(xi) and math.isfinite(yi):
-            segment.append(to_px(xi, yi))
-            continue
-        if len(segment) > 1:
-            draw.line(segment, fill=_LINE, width=2)
-        segment = []
-    if len(segment) > 1:
-        draw.line(segment, fill=_LINE, width=2)
-    if len(points) <= 60:  # markers help while there are few epochs
-        for xi, yi in points:
-            px, py = to_px(xi, yi)
-            draw.ellipse((px - 2.5, py - 2.5, px + 2.5, py + 2.5), fill=_LINE)
+def _panels(columns: dict[str, list[float]]) -> dict[str, dict[str, list[float]]]:
+    """Group columns into charts: ``train/X`` and ``val/X`` share the chart ``X`` (so train and validation loss sit
+    on one set of axes with a legend); every other column gets its own chart. Order follows the CSV."""
+    panels: dict[str, dict[str, list[float]]] = {}
+    for name, values in columns.items():
+        prefix, _, rest = name.partition("/")
+        key = rest if prefix in ("train", "val") and rest else name
+        panels.setdefault(key, {})[name] = values
+    return panels
 
 
 def plot_results(metrics_csv: Path, out_png: Path) -> Path:
-    """Draw one small chart per numeric column of ``metrics_csv`` (all but ``epoch``) into ``out_png``.
+    """One chart per metric of ``metrics_csv`` (any columns: loss names vary by head) into ``out_png``.
 
-    The grid has up to MAX_PANEL_COLUMNS charts per row, each PANEL_SIZE pixels.
+    ``train/X`` and ``val/X`` are drawn together; charts are laid out up to MAX_PANEL_COLUMNS per row, each
+    PANEL_SIZE pixels, the x axis is the epoch.
     """
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
+
     x, columns = read_metrics_csv(metrics_csv)
     if not columns:
         raise DataError(f"metrics file {metrics_csv} has no numeric columns to plot")
-    n_cols = min(len(columns), MAX_PANEL_COLUMNS)
-    n_rows = math.ceil(len(columns) / n_cols)
-    canvas = Image.new("RGB", (n_cols * PANEL_SIZE[0], n_rows * PANEL_SIZE[1]), "white")
-    draw = ImageDraw.Draw(canvas)
-    for i, (name, values) in enumerate(columns.items()):
-        row, col = divmod(i, n_cols)
-        _draw_chart(draw, (col * PANEL_SIZE[0], row * PANEL_SIZE[1]), name, x, values)
+    panels = _panels(columns)
+    n_cols = min(len(panels), MAX_PANEL_COLUMNS)
+    n_rows = math.ceil(len(panels) / n_cols)
+    dpi = 100
+    fig = Figure(figsize=(n_cols * PANEL_SIZE[0] / dpi, n_rows * PANEL_SIZE[1] / dpi), dpi=dpi)
+    axes = fig.subplots(n_rows, n_cols, squeeze=False)
+    for ax, (title, series) in zip(axes.flat, panels.items()):
+        for name, values in series.items():
+            label = name.partition("/")[0] if len(series) > 1 else None
+            ax.plot(x, values, marker="o" if len(x) <= 60 else None, markersize=3, linewidth=1.5, label=label)
+        last = [v for v in next(iter(series.values())) if math.isfinite(v)]
+        ax.set_title(title if not last or len(series) > 1 else f"{title} ({_format(last[-1])})", fontsize=9)
+        ax.set_xlabel("epoch", fontsize=8)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True, nbins=5))
+        ax.yaxis.set_major_locator(MaxNLocator(nbins=4))
+        ax.tick_params(labelsize=7)
+        ax.grid(alpha=0.3)
+        if len(series) > 1:
+            ax.legend(fontsize=7)
+    for ax in list(axes.flat)[len(panels):]:
+        ax.set_visible(False)
+    fig.tight_layout()
     out_png = Path(out_png)
     out_png.parent.mkdir(parents=True, exist_ok=True)
-    canvas.save(out_png)
+    fig.savefig(out_png, dpi=dpi)
+    return out_png
+
+
+def plot_compare(rows: Sequence[Any], out_png: Path, title: str = "") -> Path:
+    """mAP@.5:.95 against latency, one labelled point per backbone, marker area by parameters, the Pareto front
+    drawn as a step line (rows are ``engine.compare.CompareRow``s, already Pareto-marked)."""
+    from matplotlib.figure import Figure
+
+    if not rows:
+        raise ValueError("plot_compare needs at least one row")
+    fig = Figure(figsize=(8, 5.5), dpi=110)
+    ax = fig.subplots()
+    params = np.array([r.params_m for r in rows], dtype=float)
+    sizes = 40 + 400 * params / max(params.max(), 1e-9)  # marker area grows with parameters
+    colours = ["tab:orange" if r.pareto else "tab:blue" for r in rows]
+    ax.scatter([r.latency_ms for r in rows], [r.map for r in rows], s=sizes, c=colours, alpha=0.7,
+               edgecolors="black", linewidths=0.6, zorder=3)
+    for r in rows:
+        ax.annotate(f"{r.backbone}\n{r.params_m:.1f} M", (r.latency_ms, r.map), textcoords="offset points",
+                    xytext=(7, 5), fontsize=8)
+    front = sorted((r for r in rows if r.pareto), key=lambda r: r.latency_ms)
+    if front:
+        ax.step([r.latency_ms for r in front], [r.map for r in front], where="post", color="tab:orange",
+                linewidth=1.5, zorder=2, label="Pareto front (no backbone both faster and more accurate)")
+    if not all(r.pareto for r in rows):
+        ax.scatter([], [], s=40, c="tab:blue", edgecolors="black", linewidths=0.6, label="dominated")
+    first = rows[0]
+    ax.set_xlabel(f"latency (ms per image, PyTorch, batch 1, {first.img_size} px, {first.device})")
+    ax.set_ylabel("mAP@.5:.95 (COCO, validation split)")
+    ax.set_title(title or "accuracy against speed (marker area: parameters)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="lower right")
+    ax.margins(x=0.25, y=0.2)
+    fig.tight_layout()
+    out_png = Path(out_png)
+    out_png.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out_png)
     return out_png
 
 
@@ -188,6 +192,7 @@ def draw_detections(
     names: Sequence[str],
     out_path: Path | None = None,
     min_score: float = 0.0,
+    show_scores: bool = True,
 ) -> Image.Image:
     """Draw boxes ``(K, 6) [x1, y1, x2, y2, score, cls]`` (image pixels) with "name score" labels.
 
@@ -214,7 +219,8 @@ def draw_detections(
         y1, y2 = sorted((min(max(y1, 0), height - 1), min(max(y2, 0), height - 1)))
         draw.rectangle((x1, y1, x2, y2), outline=colour, width=line)
 
-        label = f"{names[cls] if 0 <= cls < len(names) else f'class {cls}'} {score:.2f}"
+        label = names[cls] if 0 <= cls < len(names) else f"class {cls}"
+        label = f"{label} {score:.2f}" if show_scores else label
         tx0, ty0, tx1, ty1 = draw.textbbox((0, 0), label, font=font)
         tw, th = tx1 - tx0 + 4, ty1 - ty0 + 4
         above = y1 - th >= 0  # label sits on top of the box, or just inside it at the image edge
@@ -230,39 +236,66 @@ def draw_detections(
     return canvas
 
 
+def _fit(image: Any, boxes: Any, tile: int) -> tuple[Image.Image, np.ndarray]:
+    """``image`` resized to fit a ``tile`` square and its (K, 6) boxes scaled with it."""
+    picture = image if isinstance(image, Image.Image) else Image.fromarray(np.asarray(image))
+    scale = tile / max(picture.size)
+    size = (max(1, round(picture.width * scale)), max(1, round(picture.height * scale)))
+    boxes = _as_dets(boxes).copy()
+    boxes[:, :4] *= scale  # only the coordinates scale
+    return picture.convert("RGB").resize(size, Image.Resampling.BILINEAR), boxes
+
+
+def _truth_as_dets(truth: Any) -> np.ndarray:
+    """Ground truth (M, 5) [x1, y1, x2, y2, cls] as (M, 6) detections with score 1."""
+    truth = np.asarray(truth, dtype=np.float64).reshape(-1, 5)
+    return np.concatenate((truth[:, :4], np.ones((len(truth), 1)), truth[:, 4:5]), axis=1)
+
+
 def save_prediction_grid(
-    items: Sequence[tuple[np.ndarray, Any]],
+    items: Sequence[tuple],
     names: Sequence[str],
     out_path: Path,
     tile: int = 320,
     columns: int = 4,
     min_score: float = 0.25,
 ) -> Image.Image:
-    """Tile a few ``(image, dets)`` pairs, each fitted into a square tile and then drawn with its boxes.
+    """Tile a few ``(image, dets)`` or ``(image, dets, truth)`` items; with ``truth`` ((M, 5) [x1, y1, x2, y2,
+    cls]) each image appears twice, ground truth on the left and predictions on the right, captioned.
 
-    Images are resized before drawing, so labels stay readable however large the originals are. The sheet is
-    ``min(columns, n) * tile`` wide and ``ceil(n / columns) * tile`` high, tiles separated by thin white lines.
+    Images are resized before drawing, so labels stay readable however large the originals are. Each item takes
+    ``tile`` pixels (two tiles with ground truth); ``columns`` items per row; tiles split by thin white lines.
     """
     if not items:
         raise ValueError("save_prediction_grid needs at least one image")
+    with_truth = all(len(item) > 2 and item[2] is not None for item in items)
+    per_item = 2 if with_truth else 1
     n_cols = min(columns, len(items))
     n_rows = math.ceil(len(items) / n_cols)
-    sheet = Image.new("RGB", (n_cols * tile, n_rows * tile), _PAD_GREY)
-    for i, (image, dets) in enumerate(items):
-        picture = image if isinstance(image, Image.Image) else Image.fromarray(np.asarray(image))
-        scale = tile / max(picture.size)
-        size = (max(1, round(picture.width * scale)), max(1, round(picture.height * scale)))
-        boxes = _as_dets(dets).copy()
-        boxes[:, :4] *= scale  # (K, 6): only the coordinates scale
-        drawn = draw_detections(picture.convert("RGB").resize(size, Image.Resampling.BILINEAR), boxes, names,
-                                min_score=min_score)
+    sheet = Image.new("RGB", (n_cols * per_item * tile, n_rows * tile), _PAD_GREY)
+    font = _font(max(11, tile // 22))
+    for i, item in enumerate(items):
         row, col = divmod(i, n_cols)
-        sheet.paste(drawn, (col * tile + (tile - size[0]) // 2, row * tile + (tile - size[1]) // 2))
+        panels = [("predictions", item[1], True)]
+        if with_truth:
+            panels.insert(0, ("ground truth", _truth_as_dets(item[2]), False))
+        for j, (caption, boxes, scored) in enumerate(panels):
+            picture, scaled = _fit(item[0], boxes, tile)
+            drawn = draw_detections(picture, scaled, names, min_score=min_score if scored else 0.0,
+                                    show_scores=scored)
+            x0, y0 = (col * per_item + j) * tile, row * tile
+            sheet.paste(drawn, (x0 + (tile - drawn.width) // 2, y0 + (tile - drawn.height) // 2))
+            if with_truth:
+                draw = ImageDraw.Draw(sheet)
+                box = draw.textbbox((x0 + 4, y0 + tile - 4), caption, font=font, anchor="lb")
+                draw.rectangle((box[0] - 2, box[1] - 2, box[2] + 2, box[3] + 2), fill=(255, 255, 255))
+                draw.text((x0 + 4, y0 + tile - 4), caption, fill=(0, 0, 0), font=font, anchor="lb")
     draw = ImageDraw.Draw(sheet)
-    for col in range(1, n_cols):
-        draw.line((col * tile, 0, col * tile, sheet.height), fill="white")
+    for col in range(1, n_cols * per_item):
+        width = 3 if col % per_item == 0 else 1  # thicker between images than between an image's two tiles
+        draw.line((col * tile, 0, col * tile, sheet.height), fill="white", width=width)
     for row in range(1, n_rows):
-        draw.line((0, row * tile, sheet.width, row * tile), fill="white")
+        draw.line((0, row * tile, sheet.width, row * tile), fill="white", width=3)
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     sheet.save(out_path)

@@ -17,7 +17,7 @@ from yoloswap.engine.evaluator import CocoAccumulator, EvalImage
 class EvalOutput:
     metrics: dict  # map, map50, map75, ... (+ val losses when a loss was given)
     accumulator: CocoAccumulator
-    previews: list = field(default_factory=list)  # (image HxWx3 uint8 in letterboxed pixels, dets (K,6))
+    previews: list = field(default_factory=list)  # (image HxWx3 uint8 letterboxed, dets (K,6), truth (M,5))
 
 
 def autocast_for(device: torch.device, dtype: torch.dtype | None):
@@ -64,7 +64,8 @@ def evaluate(
             for img, det, meta in zip(images, dets, metas):
                 det = det.cpu()
                 if len(shown) < previews:
-                    shown.append((img.permute(1, 2, 0).numpy().copy(), det.clone()))
+                    shown.append((img.permute(1, 2, 0).numpy().copy(), det.clone(),
+                                  letterboxed_truth(samples[meta["image_id"]], meta)))
                 sample = samples[meta["image_id"]]
                 acc.add(_eval_image(sample), to_original(det, meta))
             if on_batch is not None:
@@ -86,6 +87,14 @@ def to_original(dets: torch.Tensor, meta: dict) -> torch.Tensor:
     out[:, [0, 2]] = ((out[:, [0, 2]] - pad_x) / meta["ratio"]).clamp(0, w)
     out[:, [1, 3]] = ((out[:, [1, 3]] - pad_y) / meta["ratio"]).clamp(0, h)
     return out
+
+
+def letterboxed_truth(sample, meta: dict) -> np.ndarray:
+    """Ground truth of ``sample`` in letterboxed pixels, (M, 5) [x1, y1, x2, y2, cls], crowd boxes left out."""
+    keep = ~np.asarray(sample.crowd, dtype=bool)
+    boxes = np.asarray(sample.boxes, dtype=np.float32).reshape(-1, 4)[keep] * meta["ratio"]
+    boxes = boxes + np.array([*meta["pad"], *meta["pad"]], dtype=np.float32)
+    return np.concatenate((boxes, np.asarray(sample.classes).reshape(-1)[keep, None].astype(np.float32)), axis=1)
 
 
 def _eval_image(sample) -> EvalImage:

@@ -1,0 +1,91 @@
+"""``yoloswap compare``: which backbone for my data and my device."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from yoloswap.cli import help as H
+
+Opt = typer.Option
+
+
+def compare(
+    backbones: Annotated[Optional[str], Opt("--backbones", "-b", rich_help_panel=H.MODEL, help="Comma-separated backbones to train and compare (presets, timm:NAME, torchvision:NAME).")] = None,
+    runs: Annotated[Optional[list[Path]], Opt("--runs", rich_help_panel=H.DATA, help="Compare finished run folders instead (repeat the option).")] = None,
+    data: Annotated[Optional[str], Opt("--data", rich_help_panel=H.DATA, help="Data YAML (default: the built-in set).")] = None,
+    epochs: Annotated[Optional[int], Opt(rich_help_panel=H.OPTIMIZATION, help="Epochs for every backbone (default: as `train`).")] = None,
+    time_budget: Annotated[Optional[float], Opt("--time", rich_help_panel=H.OPTIMIZATION, help="Minutes of training for every backbone.")] = None,
+    img_size: Annotated[Optional[int], Opt("--img-size", rich_help_panel=H.DATA, help="Training and benchmark size (default: as `train`).")] = None,
+    batch_size: Annotated[Optional[int], Opt("--batch-size", rich_help_panel=H.OPTIMIZATION, help="Images per step, as in `train` (default: train's).")] = None,
+    device: Annotated[Optional[str], Opt(rich_help_panel=H.HARDWARE, help="auto, cpu, cuda or cuda:N (training and latency; default auto).")] = None,
+    weights: Annotated[Optional[str], Opt(rich_help_panel=H.MODEL, help="Backbone weights for every backbone (none = random init). Default: each preset's.")] = None,
+    out: Annotated[Optional[Path], Opt("--out", rich_help_panel=H.OUTPUT, help="Comparison folder (default runs/compare/expN); rerun with the same --out to resume.")] = None,
+    workers: Annotated[Optional[int], Opt(rich_help_panel=H.HARDWARE, help="DataLoader worker processes (default: as `train`).")] = None,
+    seed: Annotated[Optional[int], Opt(rich_help_panel=H.OPTIMIZATION, help="Random seed, the same for every backbone (default: as `train`).")] = None,
+) -> None:
+    """Train each backbone under the same budget and recipe, then compare accuracy, latency and size.
+
+    Writes compare.csv, compare.md (sorted by mAP, Pareto-optimal rows marked) and compare.png.
+    """
+    from yoloswap.cli.console import err
+    from yoloswap.cli.console import out as stdout
+    from yoloswap.engine.compare import compare_backbones, row_from_run, write_report
+    from yoloswap.engine.trainer import new_run_dir
+    from yoloswap.errors import UsageError
+    from yoloswap.probe import resolve_device
+
+    if (backbones is None) == (not runs):
+        raise UsageError("give either --backbones A,B,... to train, or --runs DIR (repeated) to compare finished runs")
+    dev = resolve_device(device or "auto")
+    if runs:
+        folder = out or new_run_dir(Path("runs/compare"))
+        rows = []
+        for run in runs:
+            with err.status(f"measuring {run}"):
+                rows.append(row_from_run(run, dev, img_size=img_size))
+        title = f"{len(rows)} runs"
+    else:
+        names = [b.strip() for b in backbones.split(",") if b.strip()]
+        if len(names) != len(set(names)) or not names:
+            raise UsageError(f"--backbones {backbones!r}: give distinct, non-empty names")
+        options = _options(data, epochs, time_budget, img_size, batch_size, device, weights, workers, seed)
+        options.check()
+        folder = out or new_run_dir(Path("runs/compare"))
+        budget = f"{options.time:g} min" if options.time else f"{options.epochs} epochs"
+        err.print(f"comparing {len(names)} backbones on {data or 'the built-in set'}, {budget} each, "
+                  f"{options.img_size} px → {folder}")
+        rows = compare_backbones(names, options, folder, dev, on_status=lambda s: err.print(_status_table(s)),
+                                 console=err)
+        title = f"{data or 'built-in set'}, {budget} per backbone, {options.img_size} px"
+    paths = write_report(rows, folder, title=title)
+    stdout.print(paths["md"].read_text())
+    stdout.print(f"wrote {paths['csv']}, {paths['md']} and {paths['png']}")
+
+
+def _options(data, epochs, time_budget, img_size, batch_size, device, weights, workers, seed):
+    """The recipe every backbone shares: `train`'s defaults for this data, the same seed and budget."""
+    from yoloswap.engine.options import TrainOptions
+
+    return TrainOptions.for_data(data, dict(
+        epochs=epochs, time=time_budget, img_size=img_size, batch_size=batch_size, device=device, weights=weights,
+        workers=workers, seed=seed,
+    ))
+
+
+def _status_table(statuses):
+    """The progress view across backbones: state and, once measured, the figures."""
+    from rich.table import Table
+
+    colour = {"queued": "dim", "training": "yellow", "resuming": "yellow", "measuring": "cyan", "done": "green",
+              "reused": "green"}
+    table = Table(title="compare", title_justify="left")
+    for col in ("backbone", "state", "mAP@.5:.95", "latency ms", "params M"):
+        table.add_column(col, justify="left" if col in ("backbone", "state") else "right")
+    for s in statuses:
+        r = s.row
+        table.add_row(s.backbone, f"[{colour.get(s.state, '')}]{s.state}[/]",
+                      f"{r.map:.4f}" if r else "", f"{r.latency_ms:.2f}" if r else "", f"{r.params_m:.2f}" if r else "")
+    return table

@@ -1,0 +1,162 @@
+"""Commands for deployment: export (ONNX / TorchScript), benchmark, and val/predict of an exported file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from yoloswap.cli import help as H
+
+Opt = typer.Option
+
+
+def export(
+    weights: Annotated[Path, Opt("--weights", "-w", rich_help_panel=H.MODEL, help="A yoloswap checkpoint (best.pt / last.pt).")],
+    fmt: Annotated[str, Opt("--format", "-f", rich_help_panel=H.OUTPUT, help="onnx or torchscript.")] = "onnx",
+    img_size: Annotated[Optional[int], Opt("--img-size", rich_help_panel=H.DATA, help="Input size (default: the training size).")] = None,
+    batch: Annotated[int, Opt("--batch", rich_help_panel=H.HARDWARE, help="Batch size of the graph (ignored with --dynamic).")] = 1,
+    dynamic: Annotated[bool, H.flag("--dynamic", rich_help_panel=H.OUTPUT, help="Free batch, height and width.")] = False,
+    half: Annotated[bool, H.flag("--half", rich_help_panel=H.HARDWARE, help="fp16 weights and input (needs --device cuda).")] = False,
+    opset: Annotated[Optional[int], Opt("--opset", rich_help_panel=H.OUTPUT, help="ONNX opset (default 17).")] = None,
+    nms: Annotated[bool, H.flag("--nms", rich_help_panel=H.DETECTION, help="Append NMS: outputs (B, max-det, 6) [x1, y1, x2, y2, score, cls].")] = False,
+    conf: Annotated[float, Opt(rich_help_panel=H.DETECTION, help="--nms score threshold.")] = 0.25,
+    iou: Annotated[float, Opt(rich_help_panel=H.DETECTION, help="--nms IoU threshold.")] = 0.45,
+    max_det: Annotated[int, Opt("--max-det", rich_help_panel=H.DETECTION, help="--nms detections per image.")] = 300,
+    out_path: Annotated[Optional[Path], Opt("--out", rich_help_panel=H.OUTPUT, help="Output file (default: next to the weights).")] = None,
+    device: Annotated[str, Opt(rich_help_panel=H.HARDWARE, help="cpu or cuda (export traces on it).")] = "cpu",
+    check: Annotated[bool, H.flag("--check/--no-check", rich_help_panel=H.OUTPUT, help="Run the ONNX file in ONNX Runtime and compare with PyTorch.")] = True,
+) -> None:
+    """Export a trained detector: the file takes 0-255 RGB (B, 3, H, W) and carries names, strides and size."""
+    from yoloswap.cli.console import err, out
+    from yoloswap.engine.export import DEFAULT_OPSET, FORMATS, ExportSpec, export_model, require_onnx
+    from yoloswap.engine.runtimes import TorchRuntime
+    from yoloswap.errors import UsageError
+    from yoloswap.probe import resolve_device
+
+    if fmt not in FORMATS:
+        raise UsageError(f"--format {fmt!r}: choose one of {', '.join(FORMATS)}")
+    if fmt == "onnx":
+        require_onnx()
+    source = TorchRuntime(weights, "cpu")
+    spec = ExportSpec(img_size=img_size or source.img_size, batch=batch, dynamic=dynamic, half=half,
+                      opset=opset or DEFAULT_OPSET, nms=nms, conf=conf, iou=iou, max_det=max_det)
+    path = out_path or weights.with_suffix(FORMATS[fmt][0])
+    with err.status(f"exporting {weights} to {fmt}"):
+        export_model(source.model, source.names, source.backbone, fmt, spec, path, resolve_device(device))
+    out.print(f"exported {source.backbone} ({spec.img_size}×{spec.img_size}, "
+              f"{'dynamic' if dynamic else f'batch {batch}'}) → {path} ({path.stat().st_size / 1e6:.1f} MB)")
+    if fmt == "onnx" and check and not half:
+        from yoloswap.engine.export import check_onnx_parity
+
+        report = check_onnx_parity(source.model, path, spec)
+        out.print(f"ONNX Runtime vs PyTorch: max |Δ| boxes {report['max_abs_boxes']:.2e} px, "
+                  f"scores {report['max_abs_scores']:.2e} (tolerance {report['atol_boxes']:g} px / "
+                  f"{report['atol_scores']:g}) [green]ok[/]")
+
+
+def benchmark(
+    weights: Annotated[Optional[Path], Opt("--weights", "-w", rich_help_panel=H.MODEL, help="A checkpoint (.pt) or an exported .onnx.")] = None,
+    backbone: Annotated[Optional[str], Opt("--backbone", "-b", rich_help_panel=H.MODEL, help="A backbone to time untrained (preset, timm:NAME, torchvision:NAME).")] = None,
+    device: Annotated[str, Opt(rich_help_panel=H.HARDWARE, help="auto, cpu, cuda or cuda:N.")] = "auto",
+    img_size: Annotated[Optional[int], Opt("--img-size", rich_help_panel=H.DATA, help="Input size (default: the weights' size, else 640).")] = None,
+    batch: Annotated[int, Opt("--batch", rich_help_panel=H.HARDWARE, help="Images per call (latency is per call, throughput per image).")] = 1,
+    num_classes: Annotated[int, Opt("--num-classes", rich_help_panel=H.MODEL, help="Classes of an untrained --backbone detector.")] = 80,
+    iters: Annotated[int, Opt("--iters", rich_help_panel=H.OUTPUT, help="Timed calls per runtime (after warm-up).")] = 30,
+    warmup: Annotated[int, Opt("--warmup", rich_help_panel=H.OUTPUT, help="Untimed calls first.")] = 5,
+    runtimes: Annotated[str, Opt("--runtimes", rich_help_panel=H.HARDWARE, help="Comma-separated: pytorch, onnxruntime.")] = "pytorch,onnxruntime",
+    as_json: Annotated[bool, H.flag("--json", rich_help_panel=H.OUTPUT, help="Print the figures as JSON on stdout.")] = False,
+) -> None:
+    """Latency (median, p90 ms after warm-up) and throughput in PyTorch and ONNX Runtime; params and GFLOPs."""
+    from rich.table import Table
+
+    from yoloswap.cli.console import err, out, print_json
+    from yoloswap.engine import benchmark as bench
+    from yoloswap.errors import UsageError
+    from yoloswap.probe import resolve_device
+
+    if (weights is None) == (backbone is None):
+        raise UsageError("give either --weights FILE or --backbone NAME")
+    if batch < 1 or iters < 1 or warmup < 0:
+        raise UsageError(f"--batch and --iters must be at least 1 and --warmup >= 0, got {batch}, {iters}, {warmup}")
+    wanted = tuple(r.strip() for r in runtimes.split(",") if r.strip())
+    unknown = [r for r in wanted if r not in ("pytorch", "onnxruntime")]
+    if unknown:
+        raise UsageError(f"--runtimes: unknown {unknown}; choose from pytorch, onnxruntime")
+    dev = resolve_device(device)
+    with err.status("benchmarking"):
+        if weights is not None and weights.suffix.lower() == ".onnx":
+            from yoloswap.engine.runtimes import OnnxRuntime
+
+            runtime = OnnxRuntime(weights, dev)
+            size = img_size or runtime.img_size
+            report = {"backbone": runtime.backbone, "params_m": None, "gflops": None, "notes": [],
+                      "timings": [bench.bench_runtime(runtime, size, batch, warmup, iters).to_dict()]}
+        else:
+            model, names, name, size = _model_for_benchmark(weights, backbone, num_classes, img_size)
+            report = bench.benchmark_detector(model, names, name, size, batch, dev, wanted, warmup, iters)
+    report["weights"] = str(weights) if weights else None
+    if as_json:
+        print_json(report)
+        return
+    size_text = "" if report["params_m"] is None else f", {report['params_m']:.2f} M params, {report['gflops']:.2f} GFLOPs"
+    table = Table(title=f"{report['backbone']}{size_text}")
+    for col in ("runtime", "device", "input", "median ms", "p90 ms", "images/s"):
+        table.add_column(col, justify="left" if col in ("runtime", "device") else "right")
+    for t in report["timings"]:
+        table.add_row(t["runtime"], t["device"], f"{t['batch']}×{t['img_size']}²", f"{t['median_ms']:.2f}",
+                      f"{t['p90_ms']:.2f}", f"{t['images_per_s']:.1f}")
+    out.print(table)
+    for note in report["notes"]:
+        err.print(f"[yellow]note:[/] {note}")
+
+
+def _model_for_benchmark(weights: Path | None, backbone: str | None, num_classes: int, img_size: int | None):
+    """(model, names, backbone name, size) from a checkpoint, or an untrained detector for a backbone name."""
+    if weights is not None:
+        from yoloswap.engine.runtimes import TorchRuntime
+
+        runtime = TorchRuntime(weights, "cpu")
+        return runtime.model, runtime.names, runtime.backbone, img_size or runtime.img_size
+    from yoloswap.models.assemble import build_detector
+    from yoloswap.presets import resolve_backbone
+
+    size = img_size or 640
+    preset = resolve_backbone(backbone)
+    model, _ = build_detector(preset, num_classes, (size, size))
+    return model, [f"class{i}" for i in range(num_classes)], preset.name, size
+
+
+def val_exported(weights: Path, data: str | None, split: str, img_size: int | None, batch_size: int, device: str,
+                 workers: int, conf: float, iou: float, save_json: Path | None, as_json: bool) -> None:
+    """``yoloswap val`` for an exported file: same data, same metrics, run by its runtime (engine/runtimes.py)."""
+    import json
+
+    from yoloswap.cli.console import err, out, print_json
+    from yoloswap.data.dataset import DetectionDataset, build_dataloader
+    from yoloswap.data.formats import load_data_config
+    from yoloswap.data.synthetic import builtin_data_yaml
+    from yoloswap.engine.runtimes import evaluate_runtime, load_runtime
+    from yoloswap.errors import DataError
+    from yoloswap.probe import resolve_device
+
+    runtime = load_runtime(weights, resolve_device(device))
+    cfg = load_data_config(Path(data) if data else builtin_data_yaml())
+    if len(cfg.names) != len(runtime.names):
+        raise DataError(f"{cfg.source}: {len(cfg.names)} classes, but {weights} was trained for {len(runtime.names)}")
+    ds = DetectionDataset(cfg.split(split).samples, img_size or runtime.img_size, augment=False)
+    loader = build_dataloader(ds, batch_size, False, workers, 0)
+    with err.status(f"evaluating {weights} ({runtime.kind}) on {len(ds)} {split} images"):
+        result = evaluate_runtime(runtime, loader, list(cfg.names), cfg.category_ids, conf=conf, iou=iou)
+    if save_json is not None:
+        save_json.parent.mkdir(parents=True, exist_ok=True)
+        save_json.write_text(json.dumps(result.accumulator.results()))
+        err.print(f"COCO results written to {save_json}")
+    metrics = dict(result.metrics)
+    metrics.update(images=len(ds), weights=str(weights), backbone=runtime.backbone, runtime=runtime.kind)
+    if as_json:
+        print_json(metrics)
+        return
+    out.print(f"{runtime.backbone} ({runtime.kind}): mAP@.5:.95 [bold]{metrics['map']:.4f}[/]  mAP@.5 "
+              f"[bold]{metrics['map50']:.4f}[/]  mAP@.75 {metrics['map75']:.4f}  ({len(ds)} images)")

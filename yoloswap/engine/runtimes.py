@@ -1,0 +1,233 @@
+"""Runtimes: one small interface over "something that runs a detector", so predict, val and benchmark treat a
+``.pt`` checkpoint and an exported ``.onnx`` alike and a user checks exactly the file they will deploy.
+
+A runtime has ``names`` (class names), ``img_size`` (the size it was trained / exported at), ``backbone`` and
+
+    infer(images01 (B, 3, H, W) float in [0, 1]) -> (B, P, 4 + nc) rows [x1, y1, x2, y2 (input pixels), scores]
+
+the same contract as ``Detector.infer``, plus ``predict`` (NMS on top). ``eval()``/``to()`` make a runtime a
+drop-in for a Detector where inference code expects a module. The table ``RUNTIMES`` maps a file suffix to its
+loader; adding one (TensorRT, OpenVINO) is a class and a line.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+import torch
+
+from yoloswap import ops
+from yoloswap.errors import CheckpointError, UsageError
+
+
+class Runtime(Protocol):
+    names: list[str]
+    img_size: int
+    backbone: str
+    kind: str  # "pytorch", "onnxruntime"
+
+    def infer(self, images01: torch.Tensor) -> torch.Tensor: ...
+
+
+def detections_from_rows(rows: torch.Tensor, conf: float, iou: float, max_det: int = ops.MAX_DET) -> list[torch.Tensor]:
+    """(B, P, 4 + nc) contract rows -> per image (K, 6) [x1, y1, x2, y2, score, cls], best first.
+
+    Same rules as ``ops.postprocess`` for the PyTorch model: every class above ``conf`` per box (multi-label),
+    at most ``ops.MAX_NMS`` candidates, per-class NMS, ``max_det`` kept.
+    """
+    import torchvision
+
+    out = []
+    for image_rows in rows.float():  # (P, 4 + nc)
+        boxes, scores = image_rows[:, :4], image_rows[:, 4:]
+        box_idx, cls_idx = (scores > conf).nonzero(as_tuple=True)
+        dets = torch.cat((boxes[box_idx], scores[box_idx, cls_idx, None], cls_idx[:, None].float()), dim=1)
+        if len(dets) > ops.MAX_NMS:
+            dets = dets[dets[:, 4].argsort(descending=True)[: ops.MAX_NMS]]
+        keep = torchvision.ops.batched_nms(dets[:, :4], dets[:, 4], dets[:, 5].long(), iou)
+        out.append(dets[keep[:max_det]])
+    return out
+
+
+class _RuntimeBase:
+    """Module-like conveniences shared by runtimes."""
+
+    training = False
+    kind = "?"
+
+    def eval(self):
+        return self
+
+    def train(self, mode: bool = True):
+        return self
+
+    def to(self, device):
+        return self
+
+    def predict(self, images01: torch.Tensor, conf: float = ops.PREDICT_CONF, iou: float = ops.PREDICT_IOU,
+                max_det: int = ops.MAX_DET) -> list[torch.Tensor]:
+        return detections_from_rows(self.infer(images01), conf, iou, max_det)
+
+
+class TorchRuntime(_RuntimeBase):
+    """A yoloswap checkpoint run by PyTorch eager."""
+
+    kind = "pytorch"
+
+    def __init__(self, path: Path, device: torch.device | str = "cpu") -> None:
+        from yoloswap.engine.checkpoint import load_checkpoint
+        from yoloswap.engine.model_io import detector_from_checkpoint
+
+        ckpt = load_checkpoint(Path(path))
+        model, preset, _, names, _ = detector_from_checkpoint(ckpt, path)
+        self.device = torch.device(device)
+        self.model = model.eval().to(self.device)
+        self.names = names
+        self.backbone = preset.name
+        self.img_size = int(ckpt["config"]["options"]["img_size"])
+
+    def to(self, device):
+        self.device = torch.device(device)
+        self.model.to(self.device)
+        return self
+
+    @torch.no_grad()
+    def infer(self, images01: torch.Tensor) -> torch.Tensor:
+        return self.model.infer(images01.to(self.device).float()).float().cpu()
+
+    @torch.no_grad()
+    def predict(self, images01: torch.Tensor, conf: float = ops.PREDICT_CONF, iou: float = ops.PREDICT_IOU,
+                max_det: int = ops.MAX_DET) -> list[torch.Tensor]:
+        """The detector's own ``predict``, so a ``.pt`` gives exactly what it gave before runtimes existed."""
+        return [d.cpu() for d in self.model.predict(images01.to(self.device).float(), conf, iou, max_det)]
+
+
+class OnnxRuntime(_RuntimeBase):
+    """An exported ``.onnx`` run by ONNX Runtime (CUDA provider when asked for and available, else CPU).
+
+    A file exported with a fixed batch is fed in chunks of that batch (the last one padded), so any number of
+    images works; a fixed input size must match the images given.
+    """
+
+    kind = "onnxruntime"
+
+    def __init__(self, path: Path, device: torch.device | str = "cpu") -> None:
+        from yoloswap.engine.export import read_metadata, require_onnx
+
+        require_onnx()
+        import onnxruntime as ort
+
+        self.path = Path(path)
+        meta = read_metadata(self.path)
+        if meta.get("nms"):
+            raise UsageError(f"{path} was exported with --nms (it returns final detections); predict and val need "
+                             "the raw rows: export again without --nms")
+        self.names = list(meta["names"])
+        self.img_size = int(meta["img_size"])
+        self.backbone = str(meta.get("backbone", self.path.stem))
+        self.half = bool(meta.get("half"))
+        providers = ["CPUExecutionProvider"]
+        if torch.device(device).type == "cuda" and "CUDAExecutionProvider" in ort.get_available_providers():
+            providers.insert(0, "CUDAExecutionProvider")
+        options = ort.SessionOptions()
+        options.log_severity_level = 3  # errors only
+        try:
+            self.session = ort.InferenceSession(str(self.path), options, providers=providers)
+        except Exception as exc:  # onnxruntime raises its own exception types
+            raise CheckpointError(f"{path}: ONNX Runtime cannot load it ({str(exc).splitlines()[0]})") from None
+        self.providers = self.session.get_providers()
+        shape = self.session.get_inputs()[0].shape  # [B, 3, H, W]; str entries are dynamic axes
+        self.fixed_batch = shape[0] if isinstance(shape[0], int) else None
+        self.fixed_hw = tuple(shape[2:]) if all(isinstance(s, int) for s in shape[2:]) else None
+
+    def infer(self, images01: torch.Tensor) -> torch.Tensor:
+        x = (images01.detach().float().cpu() * 255).numpy().astype(np.float16 if self.half else np.float32)
+        if self.fixed_hw is not None and tuple(x.shape[2:]) != self.fixed_hw:
+            raise UsageError(f"{self.path} takes {self.fixed_hw[0]}x{self.fixed_hw[1]} images (exported without "
+                             f"--dynamic); got {x.shape[2]}x{x.shape[3]}: use --img-size {self.fixed_hw[0]}")
+        step = self.fixed_batch or len(x)
+        outputs = []
+        for start in range(0, len(x), step):
+            chunk = x[start:start + step]
+            n = len(chunk)
+            if n < step:  # pad the last chunk of a fixed-batch file
+                chunk = np.concatenate((chunk, np.zeros((step - n, *chunk.shape[1:]), chunk.dtype)))
+            outputs.append(self.session.run(None, {"images": chunk})[0][:n])
+        return torch.from_numpy(np.concatenate(outputs).astype(np.float32))
+
+
+class TorchScriptRuntime(_RuntimeBase):
+    """An exported ``.torchscript`` file (runs without yoloswap's model code)."""
+
+    kind = "torchscript"
+
+    def __init__(self, path: Path, device: torch.device | str = "cpu") -> None:
+        from yoloswap.engine.export import METADATA_KEY
+
+        extra = {f"{METADATA_KEY}.json": ""}
+        self.device = torch.device(device)
+        try:
+            self.module = torch.jit.load(str(path), map_location=self.device, _extra_files=extra)
+        except RuntimeError as exc:
+            raise CheckpointError(f"{path}: not a TorchScript file ({str(exc).splitlines()[0]})") from None
+        if not extra[f"{METADATA_KEY}.json"]:
+            raise CheckpointError(f"{path}: not exported by yoloswap (no '{METADATA_KEY}.json' inside)")
+        import json
+
+        meta = json.loads(extra[f"{METADATA_KEY}.json"])
+        if meta.get("nms"):
+            raise UsageError(f"{path} was exported with --nms; predict and val need it exported without --nms")
+        self.names, self.img_size = list(meta["names"]), int(meta["img_size"])
+        self.backbone = str(meta.get("backbone", Path(path).stem))
+        self.dtype = torch.float16 if meta.get("half") else torch.float32
+
+    @torch.no_grad()
+    def infer(self, images01: torch.Tensor) -> torch.Tensor:
+        return self.module((images01.to(self.device) * 255).to(self.dtype)).float().cpu()
+
+
+RUNTIMES: dict[str, Callable[[Path, torch.device | str], Runtime]] = {
+    ".pt": TorchRuntime,
+    ".onnx": OnnxRuntime,
+    ".torchscript": TorchScriptRuntime,
+}
+
+
+def load_runtime(path: Path | str, device: torch.device | str = "cpu") -> Runtime:
+    """The runtime for a weights file, chosen by its suffix."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such file")
+    loader = RUNTIMES.get(path.suffix.lower(), TorchRuntime)  # best.pt, last.pt or any torch.save file
+    return loader(path, device)
+
+
+def is_exported(path: Path | str) -> bool:
+    """True for files a non-PyTorch runtime runs (predict/val route these through :func:`load_runtime`)."""
+    return Path(path).suffix.lower() in RUNTIMES and Path(path).suffix.lower() != ".pt"
+
+
+@torch.no_grad()
+def evaluate_runtime(runtime: Runtime, loader, names, category_ids=None, conf: float = ops.EVAL_CONF,
+                     iou: float = ops.EVAL_IOU, previews: int = 0, on_batch: Callable[[], None] | None = None):
+    """COCO metrics of a runtime over ``loader`` (letterboxed, not augmented): ``validate.evaluate`` for files
+    that are not a PyTorch module (no losses, since an exported graph has no raw head outputs)."""
+    from yoloswap.engine.evaluator import CocoAccumulator
+    from yoloswap.engine.validate import EvalOutput, _eval_image, letterboxed_truth, to_original
+
+    samples = {s.image_id: s for s in loader.dataset.samples}
+    acc = CocoAccumulator(names, category_ids)
+    shown: list = []
+    for images, _, metas in loader:
+        dets = detections_from_rows(runtime.infer(images.float() / 255), conf, iou)
+        for img, det, meta in zip(images, dets, metas):
+            sample = samples[meta["image_id"]]
+            if len(shown) < previews:
+                shown.append((img.permute(1, 2, 0).numpy().copy(), det.clone(), letterboxed_truth(sample, meta)))
+            acc.add(_eval_image(sample), to_original(det, meta))
+        if on_batch is not None:
+            on_batch()
+    return EvalOutput(acc.compute(), acc, shown)
