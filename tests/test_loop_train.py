@@ -24,7 +24,7 @@ pytestmark = pytest.mark.slow
 
 def tiny_options(data, **changes) -> TrainOptions:
     base = dict(backbone="yolov5n", data=str(data), epochs=1, img_size=64, batch_size=2, nominal_batch=2,
-                workers=0, device="cpu", amp=False)
+                workers=0, device="cpu", amp=False, optimizer="sgd")  # the preset's SGD recipe, named
     return TrainOptions(**(base | changes))
 
 
@@ -83,8 +83,8 @@ def test_without_accumulation_every_batch_is_a_step(tmp_path, monkeypatch):
 
 
 def test_mosaic_is_switched_off_for_the_last_epochs(tmp_path, monkeypatch):
-    """3 epochs, --close-mosaic 1: every training image is a mosaic in epochs 1 and 2 (mosaic probability 1),
-    none in epoch 3."""
+    """4 epochs, --close-mosaic 1: every training image is a mosaic in epochs 1 to 3 (mosaic probability 1),
+    none in epoch 4. (A run closes at most a quarter of its epochs: 3 epochs would keep mosaic throughout.)"""
     data = ultralytics_set(tmp_path / "data", names_as_dict=False, n_train=2, n_val=1)
     mosaics = count_calls(monkeypatch, transforms, "mosaic4")
     per_epoch, flags = [], []
@@ -99,9 +99,9 @@ def test_mosaic_is_switched_off_for_the_last_epochs(tmp_path, monkeypatch):
         return result
 
     monkeypatch.setattr(trainer, "train_one_epoch", watched)
-    trainer.train(tiny_options(data, epochs=3, close_mosaic=1), out=tmp_path / "run", console=quiet())
-    assert flags == [True, True, False]
-    assert per_epoch == [2, 2, 0]
+    trainer.train(tiny_options(data, epochs=4, close_mosaic=1), out=tmp_path / "run", console=quiet())
+    assert flags == [True, True, True, False]
+    assert per_epoch == [2, 2, 2, 0]
 
 
 def test_time_budget_refits_the_epochs_and_the_lr_schedule_inside_the_loop(tmp_path, monkeypatch):
@@ -142,3 +142,4 @@ def test_runs_are_numbered_and_exist_ok_reuses_a_folder(cli, tmp_path, monkeypat
     code, _, err = cli(*tiny, "--out", str(runs / "exp"), "--exist-ok")
     assert code == 0, err
     assert sorted(p.name for p in runs.iterdir()) == ["exp", "exp2"]
+    assert [r["epoch"] for r in rows(runs / "exp")] == ["1"]  # overwritten: the old run's rows are gone

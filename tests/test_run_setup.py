@@ -41,7 +41,7 @@ def test_an_existing_run_is_kept_unless_exist_ok(tmp_path):
     out = tmp_path / "run"
     (out / "weights").mkdir(parents=True)
     (out / "weights" / "last.pt").write_bytes(b"an earlier run")
-    with pytest.raises(TrainingError, match="already exists.*--resume.*--exist-ok"):
+    with pytest.raises(TrainingError, match="already exists.*--exist-ok"):
         claim_run_dir(out, exist_ok=False)
     assert claim_run_dir(out, exist_ok=True) == out  # the user asked to reuse it
     empty = tmp_path / "empty"

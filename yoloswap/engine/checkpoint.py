@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from yoloswap.errors import CheckpointError
 from yoloswap.safeload import _SAFETENSORS_SUFFIX, load_checkpoint  # noqa: F401  (the loader is a leaf; re-exported)
 
 # Exact types: a subclass (numpy.float64 is a float, an Enum may be a str) pickles as its own class and is refused.

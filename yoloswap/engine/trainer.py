@@ -385,6 +385,8 @@ def _train(options: TrainOptions, out: Path | None, exist_ok: bool, resume: Path
     if dist.main:
         claim_run_dir(out, exist_ok=True)
         runlock.hold(out)
+        if resume_ckpt is None:  # a new run in a reused folder (--exist-ok) overwrites it: a fresh log
+            (out / "metrics.csv").unlink(missing_ok=True)
         _write_config(run)
     _log_setup(run, log, len(train_loader.dataset), len(val_loader.dataset))
     try:
