@@ -24,6 +24,7 @@ class TrainOptions:
     seed: int = 0
     weights: str | None = None  # None: the preset's weights
     neck_width: Any = None  # None: the preset's; float or [c3, c4, c5]
+    head: str | None = None  # None: the preset's (yolov5); yolov5 or yolov8
     optimizer: str | None = None  # None: the preset's recommendation
     lr: float | None = None
     weight_decay: float | None = None
@@ -35,6 +36,7 @@ class TrainOptions:
     norm_eval: bool | None = None
     drop_path_rate: float | None = None
     close_mosaic: int = 10
+    autoanchor: bool = True  # check (and if needed evolve) the yolov5 head's anchors on the training boxes
     val_interval: int = 1
     ema: bool = True
     amp: bool = True

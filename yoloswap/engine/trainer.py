@@ -30,11 +30,13 @@ from yoloswap.engine.schedule import Schedule
 from yoloswap.engine.validate import autocast_for, evaluate
 from yoloswap.errors import CheckpointError, TrainingError
 
-METRIC_COLUMNS = (
-    "epoch", "train/box_loss", "train/obj_loss", "train/cls_loss",
-    "val/box_loss", "val/obj_loss", "val/cls_loss", "metrics/mAP50", "metrics/mAP50-95",
-    "lr/backbone", "lr/other", "time/epoch_s", "train/img_per_s",
-)
+def metric_columns(loss_names) -> tuple[str, ...]:
+    """metrics.csv columns: the head's loss items (``train/<name>_loss``, ``val/<name>_loss``), then the rest."""
+    return ("epoch", *(f"train/{n}_loss" for n in loss_names), *(f"val/{n}_loss" for n in loss_names),
+            "metrics/mAP50", "metrics/mAP50-95", "lr/backbone", "lr/other", "time/epoch_s", "train/img_per_s")
+
+
+METRIC_COLUMNS = metric_columns(("box", "obj", "cls"))  # the yolov5 head's
 
 
 @dataclass
@@ -164,6 +166,10 @@ def build_run(options: TrainOptions, out: Path, log=print, resume_ckpt: dict | N
         weights_report = _load_initial_weights(model, preset, options, init_ckpt, log)
         if dist.main:
             distributed.barrier(dist)
+        if options.autoanchor:  # deterministic (seeded), so every rank installs the same anchors
+            from yoloswap.engine.autoanchor import check_anchors
+
+            plan = check_anchors(model.head, plan, train_split.samples, options.img_size, log, options.seed)
     apply_freezing(model.backbone, preset.frozen_stages, preset.norm_eval)
     model.to(device, memory_format=torch.channels_last)  # faster convolutions on both CPU and GPU
 
@@ -208,7 +214,7 @@ def _build_backbone(preset):
 def _with_overrides(preset, options: TrainOptions, fine_tune: bool):
     """CLI options override the preset's training controls; the result is what the run records."""
     changes = {}
-    for name in ("frozen_stages", "norm_eval", "drop_path_rate"):
+    for name in ("frozen_stages", "norm_eval", "drop_path_rate", "head"):
         value = getattr(options, name)
         if value is not None:
             changes[name] = value
@@ -289,10 +295,8 @@ def _train(options: TrainOptions, out: Path | None, exist_ok: bool, resume: Path
         _write_config(run)
     _log_setup(run, log, len(train_loader.dataset), len(val_loader.dataset))
 
-    from yoloswap.losses import YOLOv5Loss
-
-    head = unwrap(run.model).head
-    loss_fn = YOLOv5Loss(len(run.names), head.anchors, head.stride_values, img_size=options.img_size)
+    loss_fn = unwrap(run.model).head.make_loss(options.img_size)
+    columns = metric_columns(loss_fn.names)
     epochs = options.epochs
     budget_start = time.perf_counter()
     epoch = run.start_epoch
@@ -302,17 +306,16 @@ def _train(options: TrainOptions, out: Path | None, exist_ok: bool, resume: Path
             train_loader.sampler.set_epoch(epoch)
         start = time.perf_counter()
         losses, img_per_s = train_one_epoch(run, train_loader, loss_fn, epoch, console)
-        row = {"epoch": epoch + 1, "train/box_loss": losses[0], "train/obj_loss": losses[1],
-               "train/cls_loss": losses[2], "train/img_per_s": img_per_s}
+        row = {"epoch": epoch + 1, "train/img_per_s": img_per_s}
+        row.update({f"train/{n}_loss": v for n, v in zip(loss_fn.names, losses)})
         row.update(_lr_columns(run.optimizer))
         final = epoch == epochs - 1
         if not dist.main:
             improved = False
         elif (epoch + 1) % options.val_interval == 0 or final:
             metrics = _validate(run, val_loader, loss_fn, console, epoch)
-            row.update({"val/box_loss": metrics.get("val_box_loss"), "val/obj_loss": metrics.get("val_obj_loss"),
-                        "val/cls_loss": metrics.get("val_cls_loss"), "metrics/mAP50": metrics["map50"],
-                        "metrics/mAP50-95": metrics["map"]})
+            row.update({f"val/{n}_loss": metrics.get(f"val_{n}_loss") for n in loss_fn.names})
+            row.update({"metrics/mAP50": metrics["map50"], "metrics/mAP50-95": metrics["map"]})
             run.last_metrics = metrics
             improved = fitness(metrics) > run.best_fitness
             if improved:
@@ -321,7 +324,7 @@ def _train(options: TrainOptions, out: Path | None, exist_ok: bool, resume: Path
             improved = False
         row["time/epoch_s"] = time.perf_counter() - start
         if dist.main:
-            _append_metrics(out / "metrics.csv", row)
+            _append_metrics(out / "metrics.csv", row, columns)
             _save(run, epoch, best=improved)
         if dist.main and run.last_metrics:
             log(f"epoch {epoch + 1}/{epochs}: mAP@.5:.95 {run.last_metrics['map']:.4f}  mAP@.5 "
@@ -362,13 +365,13 @@ def fit_epochs_to_time(budget_s: float, spent_s: float, epochs_done_here: int, e
 
 
 def train_one_epoch(run: Run, loader, loss_fn, epoch: int, console) -> tuple[list[float], float]:
-    """One pass over the training data; returns mean [box, obj, cls] losses and images per second."""
+    """One pass over the training data; returns the mean loss items (``loss_fn.names``) and images per second."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
     model, optimizer, device = run.model, run.optimizer, run.device
     model.train()
     nb = len(loader)
-    mean = torch.zeros(3)
+    mean = torch.zeros(len(loss_fn.names))
     seen, start = 0, time.perf_counter()
     last_step = epoch * nb - 1 if epoch else -1
     optimizer.zero_grad(set_to_none=True)
@@ -398,7 +401,8 @@ def train_one_epoch(run: Run, loader, loss_fn, epoch: int, console) -> tuple[lis
             rate = seen / max(time.perf_counter() - start, 1e-9)
             mem = f"  mem {torch.cuda.memory_reserved(device) / 2**30:.1f}G" if device.type == "cuda" else ""
             progress.update(task, advance=1, stats=(
-                f"box {mean[0]:.3f} obj {mean[1]:.3f} cls {mean[2]:.3f}  lr {optimizer.param_groups[0]['lr']:.2e}"
+                " ".join(f"{n} {v:.3f}" for n, v in zip(loss_fn.names, mean.tolist()))
+                + f"  lr {optimizer.param_groups[0]['lr']:.2e}"
                 f"  {rate:.1f} img/s{mem}"))
     return mean.tolist(), seen / max(time.perf_counter() - start, 1e-9)
 
@@ -506,13 +510,13 @@ def _write_config(run: Run) -> None:
     tmp.replace(path)
 
 
-def _append_metrics(path: Path, row: dict) -> None:
+def _append_metrics(path: Path, row: dict, columns: tuple[str, ...] = METRIC_COLUMNS) -> None:
     new = not path.exists()
     with path.open("a", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=METRIC_COLUMNS)
+        writer = csv.DictWriter(fh, fieldnames=columns)
         if new:
             writer.writeheader()
-        writer.writerow({k: ("" if row.get(k) is None else _fmt(row[k])) for k in METRIC_COLUMNS})
+        writer.writerow({k: ("" if row.get(k) is None else _fmt(row[k])) for k in columns})
 
 
 def _fmt(value) -> str:
