@@ -72,7 +72,7 @@ def train(
     from yoloswap.data.transforms import AugmentConfig
     from yoloswap.engine.options import TrainOptions
     from yoloswap.engine.trainer import train as run_training
-    from yoloswap.models.assemble import parse_neck_width
+    from yoloswap.models.assemble import check_head, parse_neck_width
 
     defaults = USER_DEFAULTS if data else BUILTIN_DEFAULTS
     options = TrainOptions(
@@ -86,7 +86,7 @@ def train(
         weights=weights, neck_width=parse_neck_width(neck_width), optimizer=optimizer, lr=lr, weight_decay=weight_decay,
         lrf=lrf, cos_lr=cos_lr, warmup_epochs=warmup_epochs, backbone_lr_mult=backbone_lr_mult,
         frozen_stages=frozen_stages, norm_eval=norm_eval, drop_path_rate=drop_path_rate,
-        close_mosaic=close_mosaic, head=head, autoanchor=autoanchor,
+        close_mosaic=close_mosaic, head=check_head(head) if head is not None else None, autoanchor=autoanchor,
         val_interval=val_interval, ema=ema, amp=amp, min_weights_fraction=min_weights_fraction,
         augment=AugmentConfig(mosaic=mosaic, degrees=degrees, translate=translate, scale=scale, shear=shear,
                                fliplr=fliplr, hsv_h=hsv_h, hsv_s=hsv_s, hsv_v=hsv_v),
