@@ -148,3 +148,22 @@ def test_infer_and_predict_go_through_the_heads_decode(head_cls):
     assert (rows[..., 4:] >= 0).all() and (rows[..., 4:] <= 1).all()
     assert (rows[..., 2:4] >= rows[..., :2]).all()  # x2 >= x1, y2 >= y1
     assert len(dets) == 2 and dets[0].shape[1] == 6
+
+
+def test_yolov8_head_under_torchrun_with_an_image_without_boxes(tmp_path):
+    """DDP (gloo on CPU), two ranks: a rank whose batch has no boxes still gives every parameter a gradient."""
+    import os
+    import subprocess
+    import sys
+
+    data = ultralytics_set(tmp_path / "data", names_as_dict=False, n_train=8)
+    for i in range(7):  # one image with boxes: in two steps of 2 images per rank, a rank sees none (no mosaic)
+        (tmp_path / "data" / "labels" / "train" / f"{i}.txt").write_text("")
+    run = tmp_path / "run"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29541",
+           "-m", "yoloswap", "train", *TINY, "--epochs", "1", "--head", "yolov8", "--mosaic", "0",
+           "--data", str(data), "--out", str(run)]
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert load_checkpoint(run / "weights" / "last.pt")["plan"]["head"] == "yolov8"
