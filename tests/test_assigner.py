@@ -82,7 +82,8 @@ def test_padding_boxes_and_empty_images_assign_nothing():
     a = assign(pred, [BOX, [0.0, 0.0, 0.0, 0.0]], [0, 0], gt_mask=[False, False])
     assert not a.foreground.any() and a.scores.sum() == 0
     empty = task_aligned_assign(torch.rand(2, 36, 3), pred[None].repeat(2, 1, 1), grid_points(),
-                                torch.zeros(2, 0, dtype=torch.long), torch.zeros(2, 0, 4), torch.zeros(2, 0, dtype=torch.bool))
+                                torch.zeros(2, 0, dtype=torch.long), torch.zeros(2, 0, 4),
+                                torch.zeros(2, 0, dtype=torch.bool))
     assert empty.scores.shape == (2, 36, 3) and not empty.foreground.any()
 
 

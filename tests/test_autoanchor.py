@@ -84,3 +84,42 @@ def test_anchors_that_fit_are_kept_and_anchor_free_heads_are_left_alone():
     assert "fit the data" in lines[0]
     free = YOLOv8Head((8, 8, 8), num_classes=2, strides=(8, 16, 32))
     assert check_anchors(free, PLAN, thin_and_wide_samples(), 640, lines.append) is PLAN and len(lines) == 1
+
+
+def thin_box_set(root: Path) -> Path:
+    """An Ultralytics-layout set of 64 px images with long thin bars, which no COCO anchor can learn."""
+    from PIL import Image
+
+    for split in ("train", "val"):
+        (root / "images" / split).mkdir(parents=True)
+        (root / "labels" / split).mkdir(parents=True)
+        for i in range(4):
+            img = np.full((64, 64, 3), 120, dtype=np.uint8)
+            y = 8 + 12 * i
+            img[y : y + 4, 2:62] = (230, 40, 40)
+            Image.fromarray(img).save(root / "images" / split / f"{i}.png")
+            (root / "labels" / split / f"{i}.txt").write_text(f"0 0.5 {(y + 2) / 64:.6f} {60 / 64:.6f} {4 / 64:.6f}\n")
+    (root / "data.yaml").write_text(f"path: {root}\ntrain: images/train\nval: images/val\nnames: [bar]\n")
+    return root / "data.yaml"
+
+
+def test_training_evolves_anchors_into_the_checkpoint_unless_told_not_to(cli, tmp_path):
+    from yoloswap.engine.checkpoint import load_checkpoint
+
+    data = thin_box_set(tmp_path / "data")
+    tiny = ["--backbone", "yolov5n", "--epochs", "1", "--img-size", "64", "--batch-size", "4", "--workers", "0",
+            "--device", "cpu", "--data", str(data)]
+    code, _, err = cli("train", *tiny, "--out", str(tmp_path / "run"))
+    assert code == 0, err
+    assert "autoanchor: best possible recall 0.0000 is below 0.98" in err and "-> 1.0000" in err
+    ckpt = load_checkpoint(tmp_path / "run" / "weights" / "last.pt")
+    evolved = ckpt["model"]["head.anchors"]
+    assert not torch.equal(evolved, torch.tensor(COCO_ANCHORS, dtype=torch.float32))
+    assert torch.allclose(torch.tensor(ckpt["plan"]["anchors"]), evolved)
+    assert best_possible_recall(evolved.view(-1, 2).double().numpy(), np.array([[60.0, 4.0]])) == 1.0
+
+    code, _, err = cli("train", *tiny, "--no-autoanchor", "--out", str(tmp_path / "plain"))
+    assert code == 0, err
+    assert "autoanchor" not in err
+    plain = load_checkpoint(tmp_path / "plain" / "weights" / "last.pt")["model"]["head.anchors"]
+    assert torch.equal(plain, torch.tensor(COCO_ANCHORS, dtype=torch.float32))

@@ -67,7 +67,8 @@ class CentreHead(nn.Module):
         (raw,) = outputs
         n = raw.shape[0]
         rows = raw.float().flatten(2).transpose(1, 2)  # (N, H*W, 4+nc)
-        return torch.cat((ops.xywh2xyxy(rows[..., :4] * 64), rows[..., 4:].sigmoid()), dim=-1).view(n, -1, 4 + self.num_classes)
+        boxes = ops.xywh2xyxy(rows[..., :4] * 64)  # (N, H*W, 4) pixels
+        return torch.cat((boxes, rows[..., 4:].sigmoid()), dim=-1).view(n, -1, 4 + self.num_classes)
 
     def make_loss(self, img_size):
         return CentreLoss(self.stride_values[-1], self.num_classes)

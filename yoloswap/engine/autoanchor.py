@@ -61,7 +61,8 @@ def _kmeans(points: np.ndarray, k: int, rng: np.random.Generator, iterations: in
     centres = [points[rng.integers(len(points))]]
     for _ in range(1, k):
         d2 = ((points[:, None] - np.asarray(centres)[None]) ** 2).sum(-1).min(axis=1)
-        centres.append(points[rng.choice(len(points), p=d2 / d2.sum())] if d2.sum() > 0 else points[rng.integers(len(points))])
+        pick = rng.choice(len(points), p=d2 / d2.sum()) if d2.sum() > 0 else rng.integers(len(points))
+        centres.append(points[pick])
     centres = np.asarray(centres, dtype=np.float64)
     for _ in range(iterations):
         nearest = ((points[:, None] - centres[None]) ** 2).sum(-1).argmin(axis=1)
@@ -126,6 +127,6 @@ def check_anchors(head: torch.nn.Module, plan, samples: Sequence, img_size: int,
     with torch.no_grad():
         anchors_buffer.copy_(torch.as_tensor(new, dtype=anchors_buffer.dtype).view_as(anchors_buffer))
     levels = anchors_buffer.detach().cpu().tolist()
-    log(f"autoanchor: new anchors (pixels, stride 8 first) {[[[round(v, 1) for v in a] for a in lv] for lv in levels]}; "
-        f"best possible recall {bpr:.4f} -> {new_bpr:.4f}")
+    shown = [[[round(v, 1) for v in a] for a in lv] for lv in levels]
+    log(f"autoanchor: new anchors (pixels, stride 8 first) {shown}; best possible recall {bpr:.4f} -> {new_bpr:.4f}")
     return dataclasses.replace(plan, anchors=tuple(tuple(tuple(float(v) for v in a) for a in lv) for lv in levels))

@@ -34,7 +34,9 @@ class YOLOv8Head(nn.Module):
         if num_classes < 1:
             raise ValueError(f"YOLOv8Head num_classes must be >= 1, got {num_classes}")
         if len(in_channels) != len(strides):
-            raise ValueError(f"YOLOv8Head got {len(in_channels)} input widths and {len(strides)} strides; they must agree")
+            raise ValueError(
+                f"YOLOv8Head got {len(in_channels)} input widths and {len(strides)} strides; they must agree"
+            )
         self.num_classes = int(num_classes)
         self.reg_max = int(reg_max)
         self.stride_values: tuple[int, ...] = tuple(int(s) for s in strides)
