@@ -1,5 +1,15 @@
 """Learning benchmark: mAP@.5:.95 against wall-clock time, yoloswap's yolov5n against Ultralytics' yolov5n.yaml.
 
+Two modes:
+
+- CPU (default): the built-in set, 256 px, batch 16, a 5-minute budget, yolov5n; both tools get the same number
+  of torch threads (``--threads``, default Ultralytics' own choice, cpu_count - 1).
+- GPU (``--device cuda``): 2048 generated images (plus 256 for validation) at 640 px, batch 64, 4 epochs with
+  mosaic on throughout for both, yolov5s, mixed precision; no time budget.
+
+``--head yolov5|yolov8`` picks yoloswap's head (default: the preset's, yolov5); Ultralytics always builds its
+anchor-free head.
+
 Issue 4's target: on this 2-core CPU, with the same built-in images, image size, batch size and a 5-minute budget,
 yoloswap's yolov5n ends with a higher mAP than Ultralytics'. Both train from scratch, one after the other (never
 at the same time: they would share two cores), each with its own defaults for everything not named here:
@@ -86,17 +96,21 @@ def yoloswap_command() -> list[str]:
     return [str(script)] if script.is_file() else [sys.executable, "-m", "yoloswap"]
 
 
-def run_yoloswap(args: argparse.Namespace, out: Path) -> Curve:
+def run_yoloswap(args: argparse.Namespace, out: Path, data_yaml: Path | None) -> Curve:
     run_dir = out / "yoloswap"
+    budget = ["--time", f"{args.budget_min:g}"] if args.budget_min else []
     cmd = yoloswap_command() + [
-        "train", "-b", "yolov5n", "--time", f"{args.budget_min:g}", "--epochs", str(args.epochs),
+        "train", "-b", args.model, *budget, "--epochs", str(args.epochs),
         "--img-size", str(args.img_size), "--batch-size", str(args.batch_size), "--workers", str(args.workers),
-        "--device", "cpu", "--seed", str(args.seed), "--out", str(run_dir), "--exist-ok",
+        "--device", args.device, "--seed", str(args.seed), "--out", str(run_dir), "--exist-ok",
+        *(["--data", str(data_yaml)] if data_yaml is not None else []),
+        *(["--head", args.head] if args.head else []),
+        *(["--close-mosaic", "0"] if args.device == "cuda" else []),  # mosaic on throughout
         *shlex.split(args.yoloswap_args),
     ]  # fmt: skip
     env = dict(os.environ)
-    if args.yoloswap_threads > 0:  # torch reads it at start-up; workers set their own (1)
-        env["OMP_NUM_THREADS"] = str(args.yoloswap_threads)
+    if args.device == "cpu":  # torch reads it at start-up; workers set their own (1)
+        env["OMP_NUM_THREADS"] = str(args.threads)
     wall = run_logged(cmd, out / "yoloswap.log", env)
     rows = read_csv(run_dir / "metrics.csv")
     seconds, done = [], 0.0
@@ -104,9 +118,9 @@ def run_yoloswap(args: argparse.Namespace, out: Path) -> Curve:
         done += float(row["time/epoch_s"])
         seconds.append(done)
     evaluated = [(r, s) for r, s in zip(rows, seconds) if r.get("metrics/mAP50-95") not in (None, "")]
-    threads = args.yoloswap_threads or f"default ({os.cpu_count()})"
+    threads = args.threads if args.device == "cpu" else "-"
     return Curve(
-        "yoloswap yolov5n",
+        f"yoloswap {args.model} ({args.head or 'preset head'})",
         epochs=[int(r["epoch"]) for r, _ in evaluated],
         seconds=[s for _, s in evaluated],
         map=[float(r["metrics/mAP50-95"]) for r, _ in evaluated],
@@ -119,14 +133,15 @@ def run_ultralytics(args: argparse.Namespace, out: Path, data_yaml: Path) -> Cur
     cmd = [args.ultra_python, str(BENCH_DIR / "ultralytics_side.py"), "--config-dir", str(out / "ultralytics-config"),
            "train", "--data", str(data_yaml), "--img-size", str(args.img_size), "--batch-size", str(args.batch_size),
            "--workers", str(args.workers), "--budget-min", f"{args.budget_min:g}", "--epochs", str(args.epochs),
-           "--threads", str(args.ultra_threads), "--seed", str(args.seed), "--project", str(out), "--name",
-           "ultralytics"]  # fmt: skip
+           "--threads", str(args.threads if args.device == "cpu" else 0), "--seed", str(args.seed), "--project",
+           str(out), "--name", "ultralytics", "--model", f"{args.model}.yaml", "--device", args.device,
+           *(["--close-mosaic", "0"] if args.device == "cuda" else [])]  # fmt: skip
     wall = run_logged(cmd, out / "ultralytics.log")
     run_dir = out / "ultralytics"
     side = json.loads((run_dir / "side.json").read_text())
     rows = read_csv(run_dir / "results.csv")
     return Curve(
-        "Ultralytics yolov5n.yaml",
+        f"Ultralytics {args.model}.yaml",
         epochs=[int(float(r["epoch"])) for r in rows],
         seconds=[float(r["time"]) for r in rows],
         map=[float(r["metrics/mAP50-95(B)"]) for r in rows],
@@ -192,7 +207,8 @@ def coco_score(files, images, names, dets_by_name: dict[str, np.ndarray]) -> dic
     return acc.compute()
 
 
-def yoloswap_predictions(weights: Path, files: list[Path], img_size: int) -> dict[str, np.ndarray]:
+def yoloswap_predictions(weights: Path, files: list[Path], img_size: int, device: str = "cpu"
+                         ) -> dict[str, np.ndarray]:
     import torch
 
     from yoloswap.engine.model_io import load_detector
@@ -200,14 +216,14 @@ def yoloswap_predictions(weights: Path, files: list[Path], img_size: int) -> dic
 
     model = load_detector(weights)[0]
     return {path.name: dets.numpy() for path, _, dets in
-            predict_images(model, files, img_size, torch.device("cpu"), conf=EVAL_CONF, iou=EVAL_IOU)}
+            predict_images(model, files, img_size, torch.device(device), conf=EVAL_CONF, iou=EVAL_IOU)}
 
 
 def ultralytics_predictions(args: argparse.Namespace, out: Path, weights: Path, source: Path) -> dict[str, np.ndarray]:
     dump = out / f"ultralytics-{weights.stem}-predictions.json"
     cmd = [args.ultra_python, str(BENCH_DIR / "ultralytics_side.py"), "--config-dir", str(out / "ultralytics-config"),
            "predict", "--weights", str(weights), "--source", str(source), "--img-size", str(args.img_size),
-           "--conf", str(EVAL_CONF), "--iou", str(EVAL_IOU), "--out", str(dump)]  # fmt: skip
+           "--conf", str(EVAL_CONF), "--iou", str(EVAL_IOU), "--out", str(dump), "--device", args.device]  # fmt: skip
     run_logged(cmd, out / f"ultralytics-predict-{weights.stem}.log")
     return {k: np.asarray(v, dtype=np.float64).reshape(-1, 6) for k, v in json.loads(dump.read_text()).items()}
 
@@ -242,18 +258,25 @@ def print_curves(curves: list[Curve], budget_s: float) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--budget-min", type=float, default=5.0, help="training wall-clock budget, minutes")
-    parser.add_argument("--img-size", type=int, default=256)
-    parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--workers", type=int, default=2, help="DataLoader workers for both (Ultralytics forces 0 "
-                                                                "on CPU)")
-    parser.add_argument("--epochs", type=int, default=300, help="epoch cap; the time budget decides in practice")
+    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu",
+                        help="cpu: the built-in set on a time budget; cuda: the GPU mode (2048 generated images)")
+    parser.add_argument("--head", choices=["yolov5", "yolov8"], default=None,
+                        help="yoloswap's head (default: the preset's, yolov5)")
+    parser.add_argument("--model", default=None, help="yolov5n/s/m for both tools (default: yolov5n on CPU, "
+                                                      "yolov5s on CUDA)")
+    parser.add_argument("--budget-min", type=float, default=None,
+                        help="training wall-clock budget, minutes (default 5 on CPU; none on CUDA)")
+    parser.add_argument("--img-size", type=int, default=None, help="default 256 on CPU, 640 on CUDA")
+    parser.add_argument("--batch-size", type=int, default=None, help="default 16 on CPU, 64 on CUDA")
+    parser.add_argument("--workers", type=int, default=None, help="DataLoader workers for both (default 2 on CPU, "
+                                                                  "where Ultralytics forces 0; 8 on CUDA)")
+    parser.add_argument("--epochs", type=int, default=None,
+                        help="epochs (default 300 on CPU, where the time budget decides; 4 on CUDA)")
+    parser.add_argument("--gpu-images", type=int, default=2048, help="generated training images in the GPU mode")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--ultra-python", default=os.environ.get("ULTRA_PYTHON", "/root/.venvs/ultra/bin/python"))
-    parser.add_argument("--ultra-threads", type=int, default=0,
-                        help="torch threads for Ultralytics; 0 = its default (cpu_count - 1, so 1 on 2 cores)")
-    parser.add_argument("--yoloswap-threads", type=int, default=0,
-                        help="torch threads for yoloswap (OMP_NUM_THREADS); 0 = torch's default (all cores)")
+    parser.add_argument("--threads", type=int, default=0,
+                        help="torch threads for both tools on CPU; 0 = Ultralytics' default (cpu_count - 1, min 1)")
     parser.add_argument(
         "--yoloswap-args", default="--optimizer adamw --lr 0.001",
         help="extra `yoloswap train` options; the default gives yoloswap the optimizer Ultralytics picks for itself in "
@@ -263,25 +286,36 @@ def main() -> None:
     parser.add_argument("--no-rescore", action="store_true", help="skip re-scoring the checkpoints")
     parser.add_argument("--out", type=Path, default=None, help="work folder (default: a new one under /tmp)")
     args = parser.parse_args()
+    gpu = args.device == "cuda"
+    for name, cpu_value, gpu_value in (("model", "yolov5n", "yolov5s"), ("budget_min", 5.0, 0.0),
+                                       ("img_size", 256, 640), ("batch_size", 16, 64), ("workers", 2, 8),
+                                       ("epochs", 300, 4)):
+        if getattr(args, name) is None:
+            setattr(args, name, gpu_value if gpu else cpu_value)
+    args.threads = args.threads or max((os.cpu_count() or 2) - 1, 1)
 
-    from yoloswap.data.synthetic import builtin_data_yaml
+    from yoloswap.data.synthetic import builtin_data_yaml, write_demo_data
 
     out = (args.out or Path(f"/tmp/yoloswap-learning-bench-{time.strftime('%Y%m%d-%H%M%S')}")).absolute()
     out.mkdir(parents=True, exist_ok=True)
-    builtin = builtin_data_yaml()
+    if gpu:  # the generated set, at the training size (yoloswap reads it in place; Ultralytics gets a copy)
+        builtin = write_demo_data(out / "generated", num_train=args.gpu_images, num_val=256, img_size=args.img_size,
+                                  seed=args.seed)
+    else:
+        builtin = builtin_data_yaml()
     ultra_yaml = copy_dataset(builtin, out / "data")
-    budget_s = args.budget_min * 60
 
     print("## Learning benchmark (bench/learning.py)\n")
     print(f"- python {platform.python_version()}, {os.cpu_count()} CPUs, {platform.platform()}; started "
           f"{time.strftime('%Y-%m-%d %H:%M:%S')}; load average {', '.join(f'{x:.2f}' for x in os.getloadavg())}")
     print(f"- built-in set {builtin.parent} (copy for Ultralytics: {ultra_yaml.parent}); img {args.img_size}, "
-          f"batch {args.batch_size}, budget {args.budget_min:g} min, seed {args.seed}; work folder {out}\n",
+          f"batch {args.batch_size}, budget {args.budget_min:g} min (0: none, {args.epochs} epochs), seed {args.seed}; "
+          f"device {args.device}, yoloswap head {args.head or 'preset'}; work folder {out}\n",
           flush=True)
 
     curves = []
     if args.only in ("both", "yoloswap"):
-        curves.append(run_yoloswap(args, out))
+        curves.append(run_yoloswap(args, out, builtin if gpu else None))
     if args.only in ("both", "ultralytics"):
         curves.append(run_ultralytics(args, out, ultra_yaml))
 
@@ -291,6 +325,7 @@ def main() -> None:
         last_t = c.seconds[-1] if c.seconds else None
         print(f"| {c.tool} | {len(c.epochs)} | {fmt(last_t, 0)} | {c.wall_s:.0f} | {fmt(c.map[-1] if c.map else None)} "
               f"| {fmt(c.map50[-1] if c.map50 else None)} | {c.notes} |")
+    budget_s = args.budget_min * 60 or max(s for c in curves for s in c.seconds or [1.0])  # no budget: the runs' length
     print_curves(curves, budget_s)
 
     if not args.no_rescore:
@@ -305,7 +340,7 @@ def main() -> None:
                     print(f"| {c.tool} | {ckpt}.pt | missing | |")
                     continue
                 if c.tool.startswith("yoloswap"):
-                    dets = yoloswap_predictions(weights, files, args.img_size)
+                    dets = yoloswap_predictions(weights, files, args.img_size, args.device)
                 else:
                     dets = ultralytics_predictions(args, out, weights, files[0].parent)
                 scores = coco_score(files, images, names, dets)

@@ -59,9 +59,12 @@ def train(args: argparse.Namespace) -> None:
     model = YOLO(args.model)
     model.add_callback("on_train_start", on_train_start)
     start = time.perf_counter()
-    model.train(data=str(args.data), imgsz=args.img_size, batch=args.batch_size, time=args.budget_min / 60,
-                epochs=args.epochs, workers=args.workers, device="cpu", val=True, pretrained=False, plots=False,
-                amp=False, project=str(args.project), name=args.name, exist_ok=True, seed=args.seed, verbose=False)
+    cuda = args.device == "cuda"
+    extra = {"close_mosaic": args.close_mosaic} if args.close_mosaic is not None else {}
+    model.train(data=str(args.data), imgsz=args.img_size, batch=args.batch_size,
+                time=args.budget_min / 60 if args.budget_min else None, epochs=args.epochs, workers=args.workers,
+                device=0 if cuda else "cpu", val=True, pretrained=False, plots=False, amp=cuda,
+                project=str(args.project), name=args.name, exist_ok=True, seed=args.seed, verbose=False, **extra)
     wall = time.perf_counter() - start
     run_dir = Path(model.trainer.save_dir)
     info = {"run_dir": str(run_dir), "wall_s": wall, "model": args.model,
@@ -77,7 +80,8 @@ def predict(args: argparse.Namespace) -> None:
     model = YOLO(str(args.weights))
     out: dict[str, list] = {}
     for result in model.predict(source=str(args.source), imgsz=args.img_size, conf=args.conf, iou=args.iou,
-                                max_det=300, device="cpu", stream=True, verbose=False):
+                                max_det=300, device=0 if args.device == "cuda" else "cpu", stream=True,
+                                verbose=False):
         boxes = result.boxes
         rows = [[*xyxy, score, cls] for xyxy, score, cls in
                 zip(boxes.xyxy.tolist(), boxes.conf.tolist(), boxes.cls.tolist())]  # (K, 6), original pixels
@@ -96,7 +100,9 @@ def main() -> None:
     t.add_argument("--img-size", type=int, default=256)
     t.add_argument("--batch-size", type=int, default=16)
     t.add_argument("--workers", type=int, default=0)
-    t.add_argument("--budget-min", type=float, default=5.0)
+    t.add_argument("--budget-min", type=float, default=5.0, help="0: no time budget, train --epochs")
+    t.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    t.add_argument("--close-mosaic", type=int, default=None, help="default: Ultralytics' own (10)")
     t.add_argument("--epochs", type=int, default=300, help="ignored by Ultralytics once `time` is set")
     t.add_argument("--threads", type=int, default=0, help="torch threads; 0 = Ultralytics' own choice")
     t.add_argument("--seed", type=int, default=0)
@@ -109,6 +115,7 @@ def main() -> None:
     p.add_argument("--conf", type=float, default=0.001)
     p.add_argument("--iou", type=float, default=0.65)
     p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     args = parser.parse_args()
     {"train": train, "predict": predict}[args.job](args)
 

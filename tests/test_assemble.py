@@ -82,3 +82,46 @@ def test_info_table_for_a_foreign_backbone(cli):
 def test_info_with_a_bad_neck_width_is_a_usage_error(cli):
     code, _, err = cli("info", "-b", "yolov5n", "--neck-width", "1,2")
     assert code == 2 and "--neck-width" in err
+
+
+@pytest.mark.parametrize(("name", "width"), [(n, None) for n in ALL + ["timm:resnet18"]]
+                         + [("resnet50", 0.5), ("mobilenetv3-small", (48, 96, 200))])
+def test_the_yolov8_head_fits_every_backbone_and_neck_width(name, width):
+    import dataclasses
+
+    preset = dataclasses.replace(resolve_backbone(name), head="yolov8")
+    with torch.device("meta"):
+        model, plan = build_detector(preset, num_classes=7, img_size=(256, 320), neck_width=width)
+        rows = model.infer(torch.zeros(2, 3, 256, 320))
+    assert plan.head == "yolov8" and type(model.head).__name__ == "YOLOv8Head"
+    assert tuple(rows.shape) == (2, sum((256 // s) * (320 // s) for s in (8, 16, 32)), 4 + 7)
+    assert model.head.box_branches[0][0].conv.in_channels == plan.neck_channels[0]
+
+
+@pytest.mark.parametrize("name", ["yolov5n", "mobilenetv3-small"])
+def test_backward_reaches_every_trainable_parameter_with_the_yolov8_head(name):
+    import dataclasses
+
+    torch.manual_seed(0)
+    model, _ = build_detector(dataclasses.replace(resolve_backbone(name), head="yolov8"), 3, img_size=(64, 64))
+    model.train()
+    loss, _ = model.head.make_loss(64)(model(torch.rand(2, 3, 64, 64)), torch.tensor([[0, 1, 20.0, 24.0, 16.0, 20.0]]))
+    loss.backward()
+    assert [n for n, p in model.named_parameters() if p.requires_grad and p.grad is None] == []
+
+
+def test_the_plan_records_the_head_and_old_plans_read_as_yolov5(tmp_path):
+    import dataclasses
+
+    from yoloswap.errors import ConfigError
+    from yoloswap.models.assemble import DetectorPlan, plan_detector
+
+    preset = resolve_backbone("yolov5n")
+    plan = plan_detector((64, 128, 256), dataclasses.replace(preset, head="yolov8"), 3)
+    assert DetectorPlan.from_dict(json.loads(json.dumps(plan.to_dict()))) == plan
+    old = {k: v for k, v in plan_detector((64, 128, 256), preset, 3).to_dict().items() if k != "head"}
+    assert DetectorPlan.from_dict(old).head == "yolov5"
+    path = tmp_path / "mine.yaml"
+    path.write_text("model: {source: yoloswap, name: cspdarknet}\nfamily: x\ndescription: x\nhead: yolov9\n")
+    with pytest.raises(ConfigError, match=r"mine.yaml: field 'head': 'yolov9' is not one of yolov5, yolov8"):
+        plan_detector((64, 128, 256), resolve_backbone(str(path)), 3)

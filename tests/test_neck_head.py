@@ -83,6 +83,18 @@ def test_head_buffers_and_bias_priors():
         assert torch.allclose(delta[:, 5:], torch.full((3, 80), math.log(0.6 / (80 - 0.99999))))
 
 
+def test_head_decodes_to_xyxy_rows_scored_objectness_times_class():
+    head = YOLOv5Head((4, 4, 4), num_classes=2, strides=(8, 16, 32))
+    raw = [torch.full((1, 3, 64 // s, 64 // s, 7), -20.0) for s in (8, 16, 32)]
+    raw[0][0, 1, 2, 3, :4] = 0.0  # anchor 1 of P3 (16x30): centre (3.5, 2.5) cells, size = anchor
+    raw[0][0, 1, 2, 3, 4:] = torch.tensor([0.0, 20.0, 0.0])  # objectness 0.5, classes ~1.0 and 0.5
+    rows = head.decode(raw)
+    assert rows.shape == (1, 3 * (64 + 16 + 4), 6)
+    row = rows[0, 1 * 64 + 2 * 8 + 3]
+    assert torch.allclose(row[:4], torch.tensor([28.0 - 8, 20.0 - 15, 28.0 + 8, 20.0 + 15]))
+    assert row[4:].tolist() == pytest.approx([0.5, 0.25])
+
+
 def test_head_rejects_mismatched_levels():
     with pytest.raises(ValueError, match="must agree"):
         YOLOv5Head((16, 32), num_classes=2, strides=(8, 16, 32))

@@ -1,4 +1,5 @@
-"""Box conversions, IoU, YOLOv5 decoding and NMS post-processing on hand-made cases."""
+"""Box conversions, IoU, YOLOv5 decoding, anchor points and distance boxes, and NMS post-processing of the
+head-independent detection rows, on hand-made cases."""
 
 from __future__ import annotations
 
@@ -91,8 +92,10 @@ def test_decode_formula_and_row_order():
 
 
 def detections(rows, num_classes=2):
-    """Decoded rows from (cx, cy, w, h, obj, class probabilities...)."""
-    return torch.tensor([rows], dtype=torch.float32).view(1, -1, 5 + num_classes)
+    """Detection rows [x1, y1, x2, y2, class scores...] (what every head decodes to) from hand-written
+    (cx, cy, w, h, obj, class probabilities...): score = objectness x class, as the YOLOv5 head forms it."""
+    t = torch.tensor([rows], dtype=torch.float32).view(1, -1, 5 + num_classes)
+    return torch.cat((ops.xywh2xyxy(t[..., :4]), t[..., 5:] * t[..., 4:5]), dim=-1)
 
 
 def test_postprocess_suppresses_overlapping_same_class_and_keeps_other_classes():
@@ -111,7 +114,7 @@ def test_postprocess_suppresses_overlapping_same_class_and_keeps_other_classes()
     assert out[0, :4].tolist() == [40.0, 40.0, 60.0, 60.0]
 
 
-def test_postprocess_score_is_objectness_times_class_and_thresholded():
+def test_postprocess_thresholds_the_class_score():
     decoded = detections(
         [
             [50, 50, 20, 20, 0.5, 0.6, 0.0],  # score 0.30 -> kept
@@ -142,8 +145,30 @@ def test_postprocess_handles_batches_and_empty_images():
     decoded = torch.cat((detections([[50, 50, 20, 20, 0.9, 1.0, 0.0]]), detections([[50, 50, 20, 20, 0.1, 1.0, 0.0]])))
     first, second = ops.postprocess(decoded, ops.EVAL_CONF * 200, ops.EVAL_IOU)
     assert first.shape == (1, 6) and second.shape == (0, 6)
-    (none,) = ops.postprocess(torch.zeros(1, 0, 7), ops.PREDICT_CONF, ops.PREDICT_IOU, multi_label=False)
+    (none,) = ops.postprocess(torch.zeros(1, 0, 6), ops.PREDICT_CONF, ops.PREDICT_IOU, multi_label=False)
     assert none.shape == (0, 6)
+
+
+def test_postprocess_drops_degenerate_giant_boxes():
+    rows = detections([[50, 50, 20, 20, 0.9, 1.0, 0.0], [5000, 50, 9000, 20, 0.9, 0.0, 1.0]])
+    (out,) = ops.postprocess(rows, conf_thres=0.25, iou_thres=0.45, max_wh=7680)
+    assert out[:, 5].tolist() == [0.0]
+
+
+def test_anchor_points_are_cell_centres_level_by_level():
+    points, strides = ops.make_anchor_points([(2, 3), (1, 2)], (8, 16), torch.device("cpu"))
+    assert points.tolist() == [[0.5, 0.5], [1.5, 0.5], [2.5, 0.5], [0.5, 1.5], [1.5, 1.5], [2.5, 1.5],
+                               [0.5, 0.5], [1.5, 0.5]]
+    assert strides.view(-1).tolist() == [8.0] * 6 + [16.0] * 2
+
+
+def test_distances_and_boxes_round_trip_and_clamp():
+    points = torch.tensor([[5.0, 5.0], [1.0, 1.0]])
+    boxes = torch.tensor([[2.0, 3.0, 9.0, 6.0], [0.0, 0.0, 30.0, 2.0]])
+    dist = ops.bbox2dist(points, boxes, max_dist=15)
+    assert dist[0].tolist() == [3.0, 2.0, 4.0, 1.0]  # left, top, right, bottom
+    assert dist[1].tolist() == pytest.approx([1.0, 1.0, 14.99, 1.0])  # 29 clamped below the last bin
+    assert torch.equal(ops.dist2bbox(dist[:1], points[:1]), boxes[:1])
 
 
 def test_threshold_constants():

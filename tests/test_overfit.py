@@ -11,11 +11,11 @@ import torch
 from torch import nn
 
 from yoloswap import ops
-from yoloswap.losses import YOLOv5Loss
 from yoloswap.models.cspdarknet import CSPDarknet
 from yoloswap.models.detector import Detector
 from yoloswap.models.head import YOLOv5Head
 from yoloswap.models.neck import YOLOv5PAFPN
+from yoloswap.models.yolov8_head import YOLOv8Head
 
 pytestmark = pytest.mark.slow  # end-to-end: in the default run, deselect with -m 'not slow'
 
@@ -43,11 +43,11 @@ def draw_images() -> tuple[torch.Tensor, torch.Tensor]:
     return images, torch.tensor(targets)
 
 
-def build_model() -> Detector:
+def build_model(head_cls=YOLOv5Head) -> Detector:
     backbone = CSPDarknet(deepen=0.33, widen=0.25)
     channels = [f.shape[1] for f in backbone(torch.zeros(1, 3, 64, 64))]
     neck = YOLOv5PAFPN(channels, channels, depth=1)
-    head = YOLOv5Head(neck.out_channels, num_classes=2, strides=(8, 16, 32))
+    head = head_cls(neck.out_channels, num_classes=2, strides=(8, 16, 32))
     return Detector(backbone, neck, head, mean=(0, 0, 0), std=(1, 1, 1))
 
 
@@ -63,12 +63,13 @@ def recompute_norm_statistics(model: Detector, images: torch.Tensor) -> None:
     model(images)
 
 
-def test_detector_overfits_drawn_rectangles_and_predict_finds_them():
+@pytest.mark.parametrize("head_cls", [YOLOv5Head, YOLOv8Head], ids=["yolov5", "yolov8"])
+def test_detector_overfits_drawn_rectangles_and_predict_finds_them(head_cls):
     torch.manual_seed(0)
     images, targets = draw_images()
-    model = build_model().train()
-    criterion = YOLOv5Loss(2, model.head.anchors, model.strides, img_size=SIZE)
-    optimizer = torch.optim.Adam(model.parameters(), lr=2e-3)
+    model = build_model(head_cls).train()
+    criterion = model.head.make_loss(SIZE)
+    optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=2e-3)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1 - step / STEPS)
 
     losses = []

@@ -1,7 +1,8 @@
-"""Model-agnostic box operations: format conversion, IoU, YOLOv5 decoding and NMS post-processing.
+"""Box operations shared by the heads: format conversion, IoU, the YOLOv5 decode formula, anchor points and
+distance boxes for the anchor-free head, and NMS post-processing of the head-independent detection rows.
 
-NMS and pairwise IoU come from ``torchvision.ops``; what is YOLOv5-specific (decode formula, CIoU as the loss
-uses it, score = objectness x class) is written here.
+NMS and pairwise IoU come from ``torchvision.ops``; what is detection-specific (decode formulas, CIoU as the losses
+use it) is written here. Every head decodes to the same rows (see :func:`postprocess`), so NMS is head-blind.
 """
 
 from __future__ import annotations
@@ -79,7 +80,7 @@ def _grid(h: int, w: int, device: torch.device) -> torch.Tensor:
 def decode(
     outputs: Sequence[torch.Tensor], anchors: torch.Tensor, strides: Sequence[int] | torch.Tensor
 ) -> torch.Tensor:
-    """Raw head outputs -> (N, P, 5+nc) float32 rows [cx, cy, w, h (pixels), obj, cls...] (scores sigmoided).
+    """Raw YOLOv5 head outputs -> (N, P, 5+nc) float32 rows [cx, cy, w, h (pixels), obj, cls...] (sigmoided).
 
     xy = (2*sigmoid - 0.5 + cell) * stride lets a centre reach half a cell beyond its own cell (the loss assigns
     neighbour cells too); wh = (2*sigmoid)^2 * anchor bounds sizes to (0, 4) anchors, which keeps training stable.
@@ -98,28 +99,56 @@ def decode(
     return torch.cat(decoded, dim=1)
 
 
+def make_anchor_points(shapes: Sequence[tuple[int, int]], strides: Sequence[int], device: torch.device
+                       ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Cell centres of every level, for the anchor-free head: ``(A, 2)`` points (x, y) in grid units of their own
+    level and ``(A, 1)`` strides, levels concatenated in order, each level row-major (y, then x).
+
+    ``shapes`` are the levels' (H, W). Multiplying a point by its stride gives input pixels.
+    """
+    points, point_strides = [], []
+    for (h, w), stride in zip(shapes, strides):
+        grid = _grid(h, w, device) + 0.5  # (H, W, 2) centres
+        points.append(grid.view(-1, 2))
+        point_strides.append(torch.full((h * w, 1), float(stride), device=device))
+    return torch.cat(points), torch.cat(point_strides)
+
+
+def dist2bbox(distances: torch.Tensor, points: torch.Tensor) -> torch.Tensor:
+    """(..., 4) distances (left, top, right, bottom) from (..., 2) points -> (..., 4) x1, y1, x2, y2."""
+    lt, rb = distances.chunk(2, dim=-1)
+    return torch.cat((points - lt, points + rb), dim=-1)
+
+
+def bbox2dist(points: torch.Tensor, boxes: torch.Tensor, max_dist: float) -> torch.Tensor:
+    """Inverse of :func:`dist2bbox`, clamped to [0, max_dist - 0.01] so both DFL bins of a target exist."""
+    x1y1, x2y2 = boxes.chunk(2, dim=-1)
+    return torch.cat((points - x1y1, x2y2 - points), dim=-1).clamp(0, max_dist - 0.01)
+
+
 def postprocess(
-    decoded: torch.Tensor,
+    detections: torch.Tensor,
     conf_thres: float,
     iou_thres: float,
     max_det: int = MAX_DET,
     multi_label: bool = True,
     max_wh: float = 7680,
 ) -> list[torch.Tensor]:
-    """Decoded rows -> per image a (K, 6) tensor [x1, y1, x2, y2, score, cls], best scores first.
+    """Detection rows (N, P, 4 + nc) [x1, y1, x2, y2 (pixels), class scores in [0, 1]...], as every head's
+    ``decode`` (and ``Detector.infer``) returns them -> per image a (K, 6) tensor [x1, y1, x2, y2, score, cls],
+    best scores first.
 
-    score = objectness x class probability. ``multi_label`` keeps every class above ``conf_thres`` for a box (what
-    mAP evaluation wants); otherwise only its best class. NMS runs per class. Boxes wider or taller than ``max_wh``
-    pixels are dropped as degenerate (a diverged model can emit them).
+    ``multi_label`` keeps every class above ``conf_thres`` for a box (what mAP evaluation wants); otherwise only
+    its best class. NMS runs per class. Boxes wider or taller than ``max_wh`` pixels are dropped as degenerate (a
+    diverged model can emit them).
     """
     if not 0 <= conf_thres <= 1 or not 0 <= iou_thres <= 1:
         raise ValueError(f"conf_thres and iou_thres must be in [0, 1], got {conf_thres} and {iou_thres}")
     results = []
-    for rows in decoded:  # (P, 5+nc)
-        rows = rows[rows[:, 4] > conf_thres]
-        rows = rows[(rows[:, 2:4] < max_wh).all(dim=1)]
-        boxes = xywh2xyxy(rows[:, :4])  # (P', 4)
-        scores = rows[:, 5:] * rows[:, 4:5]  # (P', nc)
+    for rows in detections:  # (P, 4+nc)
+        rows = rows[rows[:, 4:].amax(dim=1) > conf_thres]
+        rows = rows[((rows[:, 2:4] - rows[:, :2]) < max_wh).all(dim=1)]
+        boxes, scores = rows[:, :4], rows[:, 4:]  # (P', 4), (P', nc)
         if multi_label:
             box_idx, cls_idx = (scores > conf_thres).nonzero(as_tuple=True)
             dets = torch.cat(

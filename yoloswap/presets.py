@@ -79,6 +79,7 @@ class Preset:
     normalize: Normalize = Normalize()
     optimizer: OptimizerSpec = OptimizerSpec()
     neck: NeckSpec = NeckSpec()
+    head: str = "yolov5"  # yolov5 (anchor-based) or yolov8 (anchor-free); checked against models.assemble.HEADS
     path: str | None = None  # where it was read from (not a YAML key)
 
     def to_dict(self) -> dict[str, Any]:

@@ -204,14 +204,19 @@ def info(
         Optional[str], typer.Option("--weights", rich_help_panel=H.MODEL,
                                     help="Backbone weights to load and report on (path, URL, none).")
     ] = None,
+    head: Annotated[
+        Optional[str], typer.Option("--head", rich_help_panel=H.MODEL, help="Detection head: yolov5 (anchor-based) or yolov8 (anchor-free). Default: the preset's.")
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Parameters and GFLOPs of the assembled detector, per part, and the channels the probe measured."""
+    import dataclasses
+
     import torch
     from rich.table import Table
 
     from yoloswap.cli.console import err, out, print_json
-    from yoloswap.models.assemble import build_detector, describe_detector, parse_neck_width
+    from yoloswap.models.assemble import build_detector, check_head, describe_detector, parse_neck_width
     from yoloswap.presets import resolve_backbone
     from yoloswap.probe import parse_img_size
 
@@ -220,6 +225,8 @@ def info(
     if num_classes < 1:
         raise typer.BadParameter(f"must be at least 1, got {num_classes}", param_hint="--num-classes")
     preset = resolve_backbone(backbone)
+    if head is not None:
+        preset = dataclasses.replace(preset, head=check_head(head))
     size = parse_img_size(img_size)
     with err.status(f"assembling {preset.name}"), torch.device("meta"):  # sizes and FLOPs need shapes only
         model, plan = build_detector(preset, num_classes, size, parse_neck_width(neck_width))
@@ -234,7 +241,7 @@ def info(
     if as_json:
         print_json(summary)
         return
-    table = Table(title=f"{preset.name} YOLOv5 detector, {num_classes} classes, {size[0]}×{size[1]}")
+    table = Table(title=f"{preset.name} detector, {plan.head} head, {num_classes} classes, {size[0]}×{size[1]}")
     for col in ("part", "params", "GFLOPs"):
         table.add_column(col, justify="right" if col != "part" else "left")
     for part in ("backbone", "neck", "head"):

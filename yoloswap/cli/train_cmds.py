@@ -48,6 +48,7 @@ def train(
     workers: Annotated[Optional[int], Opt(rich_help_panel=H.HARDWARE, help=_help("workers"))] = None,
     seed: Annotated[Optional[int], Opt(rich_help_panel=H.OPTIMIZATION, help=_help("seed"))] = None,
     neck_width: Annotated[Optional[str], Opt("--neck-width", rich_help_panel=H.MODEL, help=_help("neck_width"))] = None,
+    head: Annotated[Optional[str], Opt("--head", rich_help_panel=H.MODEL, help=_help("head"))] = None,
     optimizer: Annotated[Optional[str], Opt(rich_help_panel=H.OPTIMIZATION, help=_help("optimizer"))] = None,
     lr: Annotated[Optional[float], Opt(rich_help_panel=H.OPTIMIZATION, help=_help("lr"))] = None,
     weight_decay: Annotated[Optional[float], Opt("--weight-decay", rich_help_panel=H.OPTIMIZATION, help=_help("weight_decay"))] = None,
@@ -61,6 +62,7 @@ def train(
     drop_path_rate: Annotated[Optional[float], Opt("--drop-path-rate", rich_help_panel=H.MODEL, help=_help("drop_path_rate"))] = None,
     min_weights_fraction: Annotated[Optional[float], Opt("--min-weights-fraction", rich_help_panel=H.MODEL, help=_help("min_weights_fraction"))] = None,
     close_mosaic: Annotated[Optional[int], Opt("--close-mosaic", rich_help_panel=H.AUGMENTATION, help=_help("close_mosaic"))] = None,
+    autoanchor: Annotated[bool, H.flag("--autoanchor/--no-autoanchor", rich_help_panel=H.MODEL, help=_help("autoanchor"))] = default_of("autoanchor"),
     val_interval: Annotated[Optional[int], Opt("--val-interval", rich_help_panel=H.OUTPUT, help=_help("val_interval"))] = None,
     ema: Annotated[bool, H.flag("--ema/--no-ema", rich_help_panel=H.OPTIMIZATION, help=_help("ema"))] = default_of("ema"),
     amp: Annotated[bool, H.flag("--amp/--no-amp", rich_help_panel=H.HARDWARE, help=_help("amp"))] = default_of("amp"),
@@ -84,7 +86,7 @@ def train(
     from yoloswap.engine.options import TrainOptions
     from yoloswap.engine.signals import StopRequested
     from yoloswap.engine.trainer import train as run_training
-    from yoloswap.models.assemble import parse_neck_width
+    from yoloswap.models.assemble import check_head, parse_neck_width
 
     # Options not given stay None here, and TrainOptions supplies the defaults (engine/options.py, their one home).
     given = dict(
@@ -96,6 +98,7 @@ def train(
         ema=ema, amp=amp, compile=compile_model, min_weights_fraction=min_weights_fraction,
         mosaic=mosaic, degrees=degrees, translate=translate, scale=scale, shear=shear, fliplr=fliplr,
         hsv_h=hsv_h, hsv_s=hsv_s, hsv_v=hsv_v,
+        head=check_head(head) if head is not None else None, autoanchor=autoanchor,
     )
     options = TrainOptions.for_data(data, given)
     try:

@@ -32,6 +32,7 @@ class TrainOptions:
     seed: int = 0
     weights: str | None = None  # None: the preset's weights
     neck_width: Any = None  # None: the preset's; float or [c3, c4, c5]
+    head: str | None = None  # None: the preset's (yolov5); yolov5 or yolov8
     optimizer: str = "auto"  # auto: engine/optim.py's choose_optimizer; resolved before the run is recorded
     lr: float | None = None  # None: the chosen optimizer's recipe
     weight_decay: float | None = None
@@ -43,6 +44,7 @@ class TrainOptions:
     norm_eval: bool | None = None
     drop_path_rate: float | None = None
     close_mosaic: int = 10
+    autoanchor: bool = True  # check (and if needed evolve) the yolov5 head's anchors on the training boxes
     val_interval: int = 1
     ema: bool = True
     amp: bool = True
@@ -155,6 +157,10 @@ HELP: dict[str, str] = {
     "frozen_stages": "Freeze the stem and the first N backbone stages (default: the preset's).",
     "norm_eval": "Freeze the backbone's BatchNorm statistics (default: the preset's).",
     "drop_path_rate": "Stochastic depth rate of transformer and ConvNeXt backbones (default: the preset's).",
+    "head": "Detection head: yolov5 (anchor-based, YOLOv5's) or yolov8 (anchor-free, task-aligned, DFL; "
+            "learns faster in short runs). Default: the preset's (yolov5).",
+    "autoanchor": "Check the yolov5 head's anchors on the training boxes before training; evolve them when "
+                  "their recall is below 0.98.",
     "close_mosaic": "Turn mosaic off for the last N epochs, but for at most a quarter of the run.",
     "val_interval": "Evaluate every N epochs (and after the last).",
     "ema": "Keep an exponential moving average of the weights and evaluate it.",

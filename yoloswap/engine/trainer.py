@@ -37,7 +37,7 @@ from yoloswap.engine.schedule import Schedule
 from yoloswap.engine.validate import autocast_for, evaluate
 from yoloswap.errors import CheckpointError, TrainingError, UsageError
 
-DEFAULT_LOSS_NAMES = ("box", "obj", "cls")  # the YOLOv5 loss's items, when the loss does not name them
+DEFAULT_LOSS_NAMES = ("box", "obj", "cls")  # the yolov5 head's loss items (metrics.csv columns of old runs)
 METRIC_COLUMNS = metric_columns(DEFAULT_LOSS_NAMES)
 READOUT_S = 0.25  # read the loss back from the device (one host sync) and refresh the progress this often
 MOSAIC_MAX_CLOSED = 0.25  # --close-mosaic turns mosaic off for at most this fraction of the epochs
@@ -196,6 +196,10 @@ def build_run(options: TrainOptions, out: Path, log=print, resume_ckpt: dict | N
         weights_report = _load_initial_weights(model, preset, options, init_ckpt, log)
         if dist.main:
             distributed.barrier(dist)
+        if options.autoanchor:  # deterministic (seeded), so every rank installs the same anchors
+            from yoloswap.engine.autoanchor import check_anchors
+
+            plan = check_anchors(model.head, plan, train_split.samples, options.img_size, log, options.seed)
     apply_freezing(model.backbone, preset.frozen_stages, preset.norm_eval)
     model.to(device, memory_format=torch.channels_last)  # faster convolutions on both CPU and GPU
     amp_dtype = amp_dtype_for(device, options.amp)
@@ -287,7 +291,7 @@ def _build_backbone(preset):
 def _with_overrides(preset, options: TrainOptions, fine_tune: bool):
     """CLI options override the preset's training controls; the result is what the run records."""
     changes = {}
-    for name in ("frozen_stages", "norm_eval", "drop_path_rate"):
+    for name in ("frozen_stages", "norm_eval", "drop_path_rate", "head"):
         value = getattr(options, name)
         if value is not None:
             changes[name] = value
@@ -414,12 +418,9 @@ def _say_how_to_resume(run: Run, log, exc: KeyboardInterrupt) -> None:
 
 def _fit(run: Run, train_loader, val_loader, log, progress: Progress, callbacks: list[EpochCallback]) -> None:
     """The epochs: train, validate, hand the epoch to the callbacks, refit to the --time budget."""
-    from yoloswap.losses import YOLOv5Loss
-
     options, dist = run.options, run.dist
-    head = unwrap(run.model).head
-    loss_fn = YOLOv5Loss(len(run.names), head.anchors, head.stride_values, img_size=options.img_size)
-    run.loss_names = tuple(getattr(loss_fn, "item_names", DEFAULT_LOSS_NAMES))
+    loss_fn = unwrap(run.model).head.make_loss(options.img_size)  # each head owns its loss (and its item names)
+    run.loss_names = tuple(loss_fn.names)
     epochs = options.epochs
     budget_start = time.perf_counter()
     epoch = run.start_epoch

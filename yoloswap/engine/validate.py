@@ -15,7 +15,7 @@ from yoloswap.engine.evaluator import CocoAccumulator, EvalImage
 
 @dataclass
 class EvalOutput:
-    metrics: dict  # map, map50, map75, ... (+ val losses when a loss was given)
+    metrics: dict  # map, map50, map75, ... (+ val_<name>_loss per loss item when a loss was given)
     accumulator: CocoAccumulator
     previews: list = field(default_factory=list)  # (image HxWx3 uint8 letterboxed, dets (K,6), truth (M,5))
 
@@ -41,7 +41,10 @@ def evaluate(
     previews: int = 0,
     on_batch: Callable[[], None] | None = None,
 ) -> EvalOutput:
-    """COCO metrics of ``model`` (already on ``device``) over ``loader``'s dataset (letterboxed, not augmented)."""
+    """COCO metrics of ``model`` (already on ``device``) over ``loader``'s dataset (letterboxed, not augmented).
+
+    Detections come from the head's own ``decode``; ``loss_fn`` is the head's loss (its ``names`` name the items).
+    """
     device = torch.device(device)
     samples = {s.image_id: s for s in loader.dataset.samples}
     acc = CocoAccumulator(names, category_ids)
@@ -59,8 +62,7 @@ def evaluate(
                 _, items = loss_fn(outputs, targets.to(device))
                 loss_sum = items if loss_sum is None else loss_sum + items
                 batches += 1
-            decoded = ops.decode(outputs, head.anchors, head.stride_values)  # (B, P, 5+nc)
-            dets = ops.postprocess(decoded, conf, iou)
+            dets = ops.postprocess(head.decode(outputs), conf, iou)  # (B, P, 4+nc) rows -> per image (K, 6)
             for img, det, meta in zip(images, dets, metas):
                 det = det.cpu()
                 if len(shown) < previews:
@@ -74,8 +76,8 @@ def evaluate(
         model.train(was_training)
     metrics = acc.compute()
     if loss_sum is not None:
-        box, obj, cls = (loss_sum / max(batches, 1)).tolist()
-        metrics.update(val_box_loss=box, val_obj_loss=obj, val_cls_loss=cls)
+        means = (loss_sum / max(batches, 1)).tolist()
+        metrics.update({f"val_{name}_loss": value for name, value in zip(loss_fn.names, means)})
     return EvalOutput(metrics, acc, shown)
 
 

@@ -12,14 +12,27 @@ from dataclasses import asdict, dataclass
 
 import torch
 
-from yoloswap.errors import UsageError, YoloswapError
+from yoloswap.errors import ConfigError, UsageError, YoloswapError, suggestion
 from yoloswap.models.detector import Detector
-from yoloswap.models.head import COCO_ANCHORS, YOLOv5Head
+from yoloswap.models.head import COCO_ANCHORS, DetectionHead, YOLOv5Head
 from yoloswap.models.neck import YOLOv5PAFPN
+from yoloswap.models.yolov8_head import YOLOv8Head
 from yoloswap.presets import Preset
 from yoloswap.probe import ProbeResult, probe_backbone
 
 NeckWidth = float | tuple[int, int, int]
+
+
+def _yolov5_head(in_channels: tuple[int, ...], plan: "DetectorPlan") -> DetectionHead:
+    return YOLOv5Head(in_channels, plan.num_classes, plan.strides, plan.anchors)
+
+
+def _yolov8_head(in_channels: tuple[int, ...], plan: "DetectorPlan") -> DetectionHead:
+    return YOLOv8Head(in_channels, plan.num_classes, plan.strides)
+
+
+# The heads, by the name a preset's `head:` field, `--head` and the plan use. Adding a head is one line here.
+HEADS = {"yolov5": _yolov5_head, "yolov8": _yolov8_head}
 
 
 @dataclass(frozen=True)
@@ -31,7 +44,8 @@ class DetectorPlan:
     neck_channels: tuple[int, int, int]
     neck_depth: int
     num_classes: int
-    anchors: tuple[tuple[tuple[float, float], ...], ...] = COCO_ANCHORS
+    anchors: tuple[tuple[tuple[float, float], ...], ...] = COCO_ANCHORS  # used by the yolov5 head only
+    head: str = "yolov5"
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -46,6 +60,7 @@ class DetectorPlan:
             neck_depth=int(d["neck_depth"]),
             num_classes=int(d["num_classes"]),
             anchors=tuple(tuple(tuple(float(v) for v in a) for a in level) for level in d["anchors"]),
+            head=str(d.get("head", "yolov5")),  # checkpoints from before the head choice are yolov5
         )
 
 
@@ -84,12 +99,20 @@ def neck_depth_for(depth: float) -> int:
     return max(round(3 * depth), 1)
 
 
+def check_head(name: str, where: str = "--head") -> str:
+    """``name`` if it is a known head, else a one-line error naming ``where`` it came from."""
+    if name not in HEADS:
+        raise ConfigError(f"{where}: '{name}' is not one of {', '.join(HEADS)}{suggestion(name, list(HEADS))}")
+    return name
+
+
 def plan_detector(probed: ProbeResult | tuple[int, int, int], preset: Preset, num_classes: int,
                   neck_width: NeckWidth | None = None) -> DetectorPlan:
     channels = probed.channels if isinstance(probed, ProbeResult) else tuple(probed)
     strides = probed.strides if isinstance(probed, ProbeResult) else (8, 16, 32)
     if num_classes < 1:
         raise UsageError(f"--num-classes must be at least 1, got {num_classes}")
+    check_head(preset.head, f"{preset.path or preset.name}: field 'head'")
     width = preset.neck.width if neck_width is None else neck_width
     return DetectorPlan(
         backbone_channels=tuple(channels),
@@ -97,12 +120,13 @@ def plan_detector(probed: ProbeResult | tuple[int, int, int], preset: Preset, nu
         neck_channels=neck_channels_for(tuple(channels), width),
         neck_depth=neck_depth_for(preset.neck.depth),
         num_classes=num_classes,
+        head=preset.head,
     )
 
 
 def detector_from_plan(backbone: torch.nn.Module, plan: DetectorPlan, preset: Preset) -> Detector:
     neck = YOLOv5PAFPN(plan.backbone_channels, plan.neck_channels, plan.neck_depth)
-    head = YOLOv5Head(neck.out_channels, plan.num_classes, plan.strides, plan.anchors)
+    head = HEADS[check_head(plan.head, "plan 'head'")](neck.out_channels, plan)
     return Detector(backbone, neck, head, preset.normalize.mean, preset.normalize.std)
 
 
@@ -123,7 +147,7 @@ def build_detector(preset: Preset, num_classes: int, img_size: tuple[int, int] =
 
 
 def describe_detector(model: Detector, plan: DetectorPlan, img_size: tuple[int, int]) -> dict:
-    """Parameters and GFLOPs (2×MACs, at ``img_size``) of backbone, neck, head and total."""
+    """Parameters and GFLOPs (2×MACs, at ``img_size``) of backbone, neck, head (with its decode) and total."""
     from yoloswap.models.complexity import count_gflops, count_params
 
     device = next(model.parameters()).device
@@ -134,7 +158,8 @@ def describe_detector(model: Detector, plan: DetectorPlan, img_size: tuple[int, 
     parts = {
         "backbone": {"params": count_params(model.backbone), "gflops": count_gflops(model.backbone, x)},
         "neck": {"params": count_params(model.neck), "gflops": count_gflops(model.neck, (feats,))},
-        "head": {"params": count_params(model.head), "gflops": count_gflops(model.head, (neck_out,))},
+        "head": {"params": count_params(model.head),  # forward and decode: what inference runs
+                 "gflops": count_gflops(model.head, (neck_out,), call=lambda f: model.head.decode(model.head(f)))},
     }
     total_params = count_params(model)
     return {
@@ -145,6 +170,7 @@ def describe_detector(model: Detector, plan: DetectorPlan, img_size: tuple[int, 
         "neck_channels": list(plan.neck_channels),
         "neck_depth": plan.neck_depth,
         "num_classes": plan.num_classes,
+        "head": plan.head,
         "img_size": list(img_size),
         "parts": {k: {"params": v["params"], "gflops": round(v["gflops"], 4)} for k, v in parts.items()},
     }

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
@@ -12,8 +14,12 @@ def count_params(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
 
 
-def count_gflops(module: nn.Module, inputs: torch.Tensor | tuple[torch.Tensor, ...]) -> float:
+def count_gflops(module: nn.Module, inputs: torch.Tensor | tuple[torch.Tensor, ...],
+                 call: Callable[..., object] | None = None) -> float:
     """GFLOPs of one forward pass (2 x multiply-adds, like the YOLOv5 tables; MMYOLO counts multiply-adds once).
+
+    ``call`` replaces ``module(*inputs)`` when more than the forward runs at inference (a head's decode: the
+    YOLOv8 head's DFL expectation is a matrix product, which Ultralytics' published figures include).
 
     Runs in eval mode without gradients, then restores each submodule's own training flag (a backbone may keep
     its norms frozen in eval mode). Works on the meta device, so large models can be measured without memory.
@@ -24,7 +30,7 @@ def count_gflops(module: nn.Module, inputs: torch.Tensor | tuple[torch.Tensor, .
     try:
         counter = FlopCounterMode(display=False)
         with torch.no_grad(), counter:
-            module(*args)
+            (call or module)(*args)
     finally:
         for m, training in modes.items():
             m.training = training

@@ -8,11 +8,14 @@ import torch
 from torch import nn
 
 from yoloswap import ops
-from yoloswap.models.head import YOLOv5Head
+from yoloswap.models.head import DetectionHead
 
 
 class Detector(nn.Module):
     """Takes RGB images in [0, 1] (N, 3, H, W) and returns the head's raw outputs, one per level.
+
+    The head is any :class:`~yoloswap.models.head.DetectionHead`; :meth:`infer` and :meth:`predict` go through
+    its ``decode``, so they mean the same for every head.
 
     Normalisation lives inside the model so every backbone gets the mean/std it was pretrained with (the seed
     scaled all inputs by 1/255 only); data pipelines just produce [0, 1] images.
@@ -22,7 +25,7 @@ class Detector(nn.Module):
         self,
         backbone: nn.Module,
         neck: nn.Module,
-        head: YOLOv5Head,
+        head: DetectionHead,
         mean: Sequence[float],
         std: Sequence[float],
     ) -> None:
@@ -50,15 +53,13 @@ class Detector(nn.Module):
         x = (images - self.mean.to(images.dtype)) / self.std.to(images.dtype)  # (N, 3, H, W)
         features = self.backbone(x)  # 3 x (N, C_i, H/s_i, W/s_i)
         features = self.neck(features)  # 3 x (N, neck C_i, H/s_i, W/s_i)
-        return self.head(features)  # 3 x (N, na, H/s_i, W/s_i, 5+nc)
+        return self.head(features)  # raw, one per level; layout known to the head only
 
     def infer(self, images: torch.Tensor) -> torch.Tensor:
         """The head-independent inference contract: (N, P, 4 + nc) rows [x1, y1, x2, y2 (input pixels), class
         scores in [0, 1]...], before NMS. Export, benchmarks and every runtime read this, never a head's raw output.
         """
-        decoded = ops.decode(self(images), self.head.anchors, self.head.stride_values)  # (N, P, 5+nc)
-        boxes = ops.xywh2xyxy(decoded[..., :4])
-        return torch.cat((boxes, decoded[..., 5:] * decoded[..., 4:5]), dim=-1)
+        return self.head.decode(self(images))  # (N, P, 4+nc)
 
     def predict(
         self,
@@ -71,5 +72,4 @@ class Detector(nn.Module):
 
         Runs in the current mode and grad setting: call ``eval()`` and wrap in ``torch.no_grad()`` for inference.
         """
-        decoded = ops.decode(self(images), self.head.anchors, self.head.stride_values)  # (N, P, 5+nc)
-        return ops.postprocess(decoded, conf, iou, max_det=max_det)
+        return ops.postprocess(self.infer(images), conf, iou, max_det=max_det)

@@ -1,16 +1,55 @@
-"""The YOLOv5 detection head: one 1x1 conv per level, three anchors per cell.
+"""The head interface every detection head implements, and the YOLOv5 head (one 1x1 conv per level, three
+anchors per cell).
 
-The head only produces raw logits; decoding lives in ``yoloswap.ops`` and target assignment in
-``yoloswap.losses``, so each can be tested and changed on its own.
+A head turns the neck's three maps into raw outputs whose layout only the head and its loss know. Everything
+else (trainer, validation, predict, export) talks to it through :class:`DetectionHead`: ``decode`` to the
+head-independent detection rows, ``make_loss`` for the criterion, whose ``names`` become the metrics columns.
+A new head is a head module, a loss module and one line in ``models.assemble.HEADS``.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Protocol
 
 import torch
 from torch import nn
+
+from yoloswap import ops
+
+
+class HeadLoss(Protocol):
+    """``total, items = loss(raw_outputs, targets)``; targets (M, 6) [image, cls, cx, cy, w, h] in input pixels.
+
+    ``total`` is ready for ``backward()``; ``items`` is a detached 1-d tensor, one value per entry of ``names``
+    (logged as ``train/<name>_loss`` and ``val/<name>_loss``).
+    """
+
+    names: tuple[str, ...]
+
+    def __call__(self, outputs: Sequence[torch.Tensor], targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        ...
+
+
+class DetectionHead(Protocol):
+    """What the rest of yoloswap may ask of a head (an ``nn.Module``)."""
+
+    name: str  # the key in models.assemble.HEADS, recorded in the plan
+    num_classes: int
+    stride_values: tuple[int, ...]
+
+    def __call__(self, features: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+        """Neck maps (N, C_i, H_i, W_i) -> raw outputs, one per level (opaque outside the head and its loss)."""
+        ...
+
+    def decode(self, outputs: Sequence[torch.Tensor]) -> torch.Tensor:
+        """Raw outputs -> (N, P, 4 + nc) float32 rows [x1, y1, x2, y2 (input pixels), class scores in [0, 1]...]."""
+        ...
+
+    def make_loss(self, img_size: int) -> HeadLoss:
+        """The criterion that trains this head at training size ``img_size``."""
+        ...
 
 # COCO anchors in input pixels, (w, h), per level P3/8, P4/16, P5/32.
 COCO_ANCHORS: tuple[tuple[tuple[float, float], ...], ...] = (
@@ -21,7 +60,13 @@ COCO_ANCHORS: tuple[tuple[tuple[float, float], ...], ...] = (
 
 
 class YOLOv5Head(nn.Module):
-    """Per level: (N, C, H, W) -> (N, na, H, W, 5 + nc) raw logits [x, y, w, h, obj, cls...]."""
+    """Per level: (N, C, H, W) -> (N, na, H, W, 5 + nc) raw logits [x, y, w, h, obj, cls...].
+
+    Decoding uses ``ops.decode`` (score = objectness x class); the loss is ``losses.YOLOv5Loss``; the anchors
+    (pixels, small ones on stride 8) are a buffer that AutoAnchor may rewrite before training.
+    """
+
+    name = "yolov5"
 
     def __init__(
         self,
@@ -69,3 +114,14 @@ class YOLOv5Head(nn.Module):
             y = y.view(n, self.num_anchors, self.num_outputs, h, w).permute(0, 1, 3, 4, 2)
             outputs.append(y.contiguous())  # (N, na, H, W, 5+nc)
         return outputs
+
+    def decode(self, outputs: Sequence[torch.Tensor]) -> torch.Tensor:
+        decoded = ops.decode(outputs, self.anchors, self.stride_values)  # (N, P, 5+nc) cx, cy, w, h, obj, cls
+        boxes = ops.xywh2xyxy(decoded[..., :4])
+        return torch.cat((boxes, decoded[..., 5:] * decoded[..., 4:5]), dim=-1)  # (N, P, 4+nc)
+
+    def make_loss(self, img_size: int):
+        from yoloswap.losses import YOLOv5Loss
+
+        # The loss holds the anchors buffer by reference, so anchors rewritten in place are seen by it.
+        return YOLOv5Loss(self.num_classes, self.anchors, self.stride_values, img_size=img_size)

@@ -100,6 +100,8 @@ class YOLOv5Loss:
     levels and the image size the same way the reference rescales its hyper-parameters.
     """
 
+    names = ("box", "obj", "cls")
+
     def __init__(
         self,
         num_classes: int,
