@@ -278,9 +278,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=0,
                         help="torch threads for both tools on CPU; 0 = Ultralytics' default (cpu_count - 1, min 1)")
     parser.add_argument(
-        "--yoloswap-args", default="--optimizer adamw --lr 0.001",
-        help="extra `yoloswap train` options; the default gives yoloswap the optimizer Ultralytics picks for itself in "
-        "a run this short (its optimizer=auto: AdamW, lr 0.001 for 6 classes); pass '' for the preset's SGD recipe",
+        "--yoloswap-args", default="",
+        help="extra `yoloswap train` options (default none: yoloswap's own defaults, optimizer=auto, as Ultralytics "
+        "keeps its own)",
     )
     parser.add_argument("--only", choices=["both", "yoloswap", "ultralytics"], default="both")
     parser.add_argument("--no-rescore", action="store_true", help="skip re-scoring the checkpoints")
