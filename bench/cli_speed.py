@@ -82,7 +82,8 @@ def bench_imports() -> list[tuple[str, float]]:
 
 def bench_probes(img_size: int, repeats: int, devices: list[str]) -> list[dict]:
     """Probe seconds (build + dummy forward) per preset and device; median of ``repeats`` after the imports."""
-    from yoloswap.presets import preset_names, resolve_backbone
+    from yoloswap.presets import preset_names
+    from yoloswap.backbones.resolve import resolve_backbone
     from yoloswap.probe import probe
 
     rows = []

@@ -60,7 +60,7 @@ def measure(source: str, name: str, family: str) -> dict:
 
     from yoloswap.backbones.build import build_backbone
     from yoloswap.errors import YoloswapError
-    from yoloswap.presets import library_preset
+    from yoloswap.backbones.resolve import library_preset
     from yoloswap.probe import probe_backbone, sized_spec, working_size
 
     row = {"source": source, "name": name, "family": family, "version": installed_versions()[source], "status": "refused",

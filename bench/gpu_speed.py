@@ -87,8 +87,8 @@ def model_only(name: str, args: argparse.Namespace, device) -> dict:
     from yoloswap.engine.trainer import amp_dtype_for
     from yoloswap.engine.validate import autocast_for
     from yoloswap.losses import YOLOv5Loss
-    from yoloswap.models.assemble import build_detector
-    from yoloswap.presets import resolve_backbone
+    from yoloswap.assembly import build_detector
+    from yoloswap.backbones.resolve import resolve_backbone
 
     size, batch, nc = args.img_size, args.batch_size, 6
     preset = resolve_backbone(name)

@@ -26,8 +26,9 @@ import time
 import torch
 
 from yoloswap.losses import YOLOv5Loss
-from yoloswap.models.assemble import build_detector, describe_detector
-from yoloswap.presets import preset_names, resolve_backbone
+from yoloswap.assembly import build_detector, describe_detector
+from yoloswap.presets import preset_names
+from yoloswap.backbones.resolve import resolve_backbone
 
 BOXES_PER_IMAGE = 4
 

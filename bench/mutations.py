@@ -200,7 +200,7 @@ MUTATIONS: tuple[Mutation, ...] = (
       "a CSPDarknet preset's SGD momentum is not README's 0.937", "tests/test_presets.py"),
     m("preset-adamw-weight-decay", "presets/convnext-tiny.yaml", "weight_decay: 0.05", "weight_decay: 0.01",
       "ConvNeXt's AdamW weight decay is not README's 0.05", "tests/test_presets.py"),
-    m("neck-depth", "yoloswap/models/assemble.py", "return max(round(3 * depth), 1)",
+    m("neck-depth", "yoloswap/assembly.py", "return max(round(3 * depth), 1)",
       "return max(round(3 * depth), 2)", "neck sizes no longer those of README's neck-width table",
       "tests/test_presets.py::test_readme_neck_width_table_is_what_info_reports"),
 )

@@ -9,8 +9,9 @@ import torch
 
 from yoloswap.errors import UsageError
 from yoloswap.losses import YOLOv5Loss
-from yoloswap.models.assemble import build_detector, neck_channels_for, parse_neck_width
-from yoloswap.presets import preset_names, resolve_backbone
+from yoloswap.assembly import build_detector, neck_channels_for, parse_neck_width
+from yoloswap.presets import preset_names
+from yoloswap.backbones.resolve import resolve_backbone
 
 ALL = preset_names()
 
@@ -114,7 +115,7 @@ def test_the_plan_records_the_head_and_old_plans_read_as_yolov5(tmp_path):
     import dataclasses
 
     from yoloswap.errors import ConfigError
-    from yoloswap.models.assemble import DetectorPlan, plan_detector
+    from yoloswap.assembly import DetectorPlan, plan_detector
 
     preset = resolve_backbone("yolov5n")
     plan = plan_detector((64, 128, 256), dataclasses.replace(preset, head="yolov8"), 3)

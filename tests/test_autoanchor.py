@@ -10,7 +10,7 @@ import torch
 
 from yoloswap.data.formats import Sample
 from yoloswap.engine.autoanchor import MIN_BPR, best_possible_recall, check_anchors, evolve_anchors, training_box_sizes
-from yoloswap.models.assemble import DetectorPlan
+from yoloswap.assembly import DetectorPlan
 from yoloswap.models.head import COCO_ANCHORS, YOLOv5Head
 from yoloswap.models.yolov8_head import YOLOv8Head
 

@@ -26,8 +26,8 @@ NAMES = ["red", "green", "blue"]
 
 
 def detector(backbone: str, size: int = 64, seed: int = 0):
-    from yoloswap.models.assemble import build_detector
-    from yoloswap.presets import resolve_backbone
+    from yoloswap.assembly import build_detector
+    from yoloswap.backbones.resolve import resolve_backbone
 
     torch.manual_seed(seed)
     model, plan = build_detector(resolve_backbone(backbone), len(NAMES), (size, size))
@@ -39,7 +39,7 @@ def write_checkpoint(path, backbone: str = "yolov5n", size: int = 64):
     from yoloswap.engine.checkpoint import save_checkpoint
     from yoloswap.engine.model_io import CHECKPOINT_FORMAT
     from yoloswap.engine.options import TrainOptions
-    from yoloswap.presets import resolve_backbone
+    from yoloswap.backbones.resolve import resolve_backbone
 
     model, plan = detector(backbone, size)
     options = TrainOptions(backbone=backbone, img_size=size, weights="none")

@@ -11,7 +11,8 @@ from yoloswap.backbones.build import build_backbone
 from yoloswap.backbones.freeze import apply_freezing
 from yoloswap.engine.optim import build_optimizer
 from yoloswap.errors import ConfigError
-from yoloswap.presets import preset_names, resolve_backbone
+from yoloswap.presets import preset_names
+from yoloswap.backbones.resolve import resolve_backbone
 
 BN = nn.modules.batchnorm._BatchNorm
 

@@ -17,7 +17,7 @@ from torch import nn
 from tests.make_data import ultralytics_set
 from yoloswap import ops
 from yoloswap.engine.checkpoint import load_checkpoint
-from yoloswap.models import assemble
+from yoloswap import assembly
 from yoloswap.models.cspdarknet import CSPDarknet
 from yoloswap.models.detector import Detector
 from yoloswap.models.head import YOLOv5Head
@@ -75,7 +75,7 @@ class CentreHead(nn.Module):
 
 
 def test_a_head_that_implements_only_the_interface_trains_end_to_end(cli, tmp_path, monkeypatch):
-    monkeypatch.setitem(assemble.HEADS, "centre", lambda ch, plan: CentreHead(ch, plan.num_classes, plan.strides))
+    monkeypatch.setitem(assembly.HEADS, "centre", lambda ch, plan: CentreHead(ch, plan.num_classes, plan.strides))
     data = ultralytics_set(tmp_path / "data", names_as_dict=False)
     run = tmp_path / "run"
     code, _, err = cli("train", *TINY, "--epochs", "1", "--head", "centre", "--data", str(data), "--out", str(run))

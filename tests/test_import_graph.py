@@ -1,4 +1,5 @@
-"""Imports run one way: cli → engine → models/assembly → probe → backbones → presets/data → ops/errors.
+"""Imports run one way: cli → engine → assembly → probe → backbones (→ models' nn.Modules) → presets/data →
+ops/errors.
 
 Lower layers never reach up, not even inside a function: the preset schema knows nothing of the backbone sources,
 and the backbones read weights through the leaf safe loader, not the training engine.
@@ -16,7 +17,11 @@ PACKAGE = Path(__file__).resolve().parent.parent / "yoloswap"
 # module (file or folder under yoloswap/) → packages it must never import
 FORBIDDEN = {
     "presets.py": ("yoloswap.backbones", "yoloswap.probe", "yoloswap.models", "yoloswap.engine", "yoloswap.cli"),
-    "backbones": ("yoloswap.probe", "yoloswap.engine", "yoloswap.cli", "yoloswap.models.assemble"),
+    "backbones": ("yoloswap.probe", "yoloswap.engine", "yoloswap.cli", "yoloswap.assembly"),
+    # models/ holds nn.Modules only: assembly (probe → neck/head) sits above it, so backbones may use its blocks
+    "models": ("yoloswap.probe", "yoloswap.backbones", "yoloswap.presets", "yoloswap.engine", "yoloswap.cli",
+               "yoloswap.assembly"),
+    "probe.py": ("yoloswap.assembly", "yoloswap.engine", "yoloswap.cli"),
     "safeload.py": ("yoloswap.engine", "yoloswap.backbones", "yoloswap.presets", "yoloswap.models"),
     "home.py": ("yoloswap.",),
 }

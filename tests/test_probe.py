@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from yoloswap.errors import UsageError
-from yoloswap.presets import resolve_backbone
+from yoloswap.backbones.resolve import resolve_backbone
 from yoloswap.probe import parse_img_size, probe
 
 EXPECTED = {

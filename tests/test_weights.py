@@ -17,7 +17,7 @@ import torch
 from yoloswap.backbones.build import build_backbone
 from yoloswap.backbones.weights import LoadReport, hub_cache_path, load_backbone_weights
 from yoloswap.errors import CheckpointError, WeightsError
-from yoloswap.presets import resolve_backbone
+from yoloswap.backbones.resolve import resolve_backbone
 
 
 @pytest.fixture(autouse=True)

@@ -11,9 +11,9 @@ import torch
 
 from yoloswap import ops
 from yoloswap.losses.yolov8 import YOLOv8Loss, dfl_loss, pad_targets
-from yoloswap.models.assemble import build_detector, describe_detector
+from yoloswap.assembly import build_detector, describe_detector
 from yoloswap.models.yolov8_head import YOLOv8Head
-from yoloswap.presets import resolve_backbone
+from yoloswap.backbones.resolve import resolve_backbone
 
 STRIDES = (8, 16, 32)
 

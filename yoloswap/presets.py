@@ -79,7 +79,7 @@ class Preset:
     normalize: Normalize = Normalize()
     optimizer: OptimizerSpec = OptimizerSpec()
     neck: NeckSpec = NeckSpec()
-    head: str = "yolov5"  # yolov5 (anchor-based) or yolov8 (anchor-free); checked against models.assemble.HEADS
+    head: str = "yolov5"  # yolov5 (anchor-based) or yolov8 (anchor-free); checked against assembly.HEADS
     path: str | None = None  # where it was read from (not a YAML key)
 
     def to_dict(self) -> dict[str, Any]:
@@ -107,16 +107,6 @@ def preset_names() -> list[str]:
 
 def load_presets() -> list[Preset]:
     return [load_preset_file(presets_dir() / f"{n}.yaml") for n in preset_names()]
-
-
-def __getattr__(name: str):
-    """``resolve_backbone`` and ``library_preset`` moved to :mod:`yoloswap.backbones.resolve` (they need the
-    source table, which sits above this module); old imports keep working while callers move."""
-    if name in ("resolve_backbone", "library_preset"):
-        from yoloswap.backbones import resolve
-
-        return getattr(resolve, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 # ----------------------------------------------------------------------------------------------------------

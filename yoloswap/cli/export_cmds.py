@@ -119,8 +119,8 @@ def _model_for_benchmark(weights: Path | None, backbone: str | None, num_classes
 
         runtime = TorchRuntime(weights, "cpu")
         return runtime.model, runtime.names, runtime.backbone, img_size or runtime.img_size
-    from yoloswap.models.assemble import build_detector
-    from yoloswap.presets import resolve_backbone
+    from yoloswap.assembly import build_detector
+    from yoloswap.backbones.resolve import resolve_backbone
 
     size = img_size or 640
     preset = resolve_backbone(backbone)

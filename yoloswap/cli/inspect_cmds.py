@@ -216,8 +216,8 @@ def info(
     from rich.table import Table
 
     from yoloswap.cli.console import err, out, print_json
-    from yoloswap.models.assemble import build_detector, check_head, describe_detector, parse_neck_width
-    from yoloswap.presets import resolve_backbone
+    from yoloswap.assembly import build_detector, check_head, describe_detector, parse_neck_width
+    from yoloswap.backbones.resolve import resolve_backbone
     from yoloswap.probe import parse_img_size
 
     if not backbone:

@@ -86,7 +86,7 @@ def train(
     from yoloswap.engine.options import TrainOptions
     from yoloswap.engine.signals import StopRequested
     from yoloswap.engine.trainer import train as run_training
-    from yoloswap.models.assemble import check_head, parse_neck_width
+    from yoloswap.assembly import check_head, parse_neck_width
 
     # Options not given stay None here, and TrainOptions supplies the defaults (engine/options.py, their one home).
     given = dict(

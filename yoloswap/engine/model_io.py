@@ -21,7 +21,7 @@ def detector_from_checkpoint(ckpt: dict, path: Path | str = "<checkpoint>", use_
     Returns ``(model, preset, plan, names, category_ids)``; the model is on the CPU in eval mode.
     """
     from yoloswap.backbones.build import build_backbone
-    from yoloswap.models.assemble import DetectorPlan, detector_from_plan
+    from yoloswap.assembly import DetectorPlan, detector_from_plan
     from yoloswap.presets import preset_from_dict
 
     if not is_detector_checkpoint(ckpt):

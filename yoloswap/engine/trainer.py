@@ -142,7 +142,7 @@ def build_run(options: TrainOptions, out: Path, log=print, resume_ckpt: dict | N
     from yoloswap.data.formats import load_data_config
     from yoloswap.data.synthetic import builtin_data_yaml
     from yoloswap.engine.optim import build_optimizer
-    from yoloswap.models.assemble import DetectorPlan, build_detector, detector_from_plan
+    from yoloswap.assembly import DetectorPlan, build_detector, detector_from_plan
     from yoloswap.presets import preset_from_dict
     from yoloswap.probe import resolve_device
 

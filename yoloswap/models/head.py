@@ -4,7 +4,7 @@ anchors per cell).
 A head turns the neck's three maps into raw outputs whose layout only the head and its loss know. Everything
 else (trainer, validation, predict, export) talks to it through :class:`DetectionHead`: ``decode`` to the
 head-independent detection rows, ``make_loss`` for the criterion, whose ``names`` become the metrics columns.
-A new head is a head module, a loss module and one line in ``models.assemble.HEADS``.
+A new head is a head module, a loss module and one line in ``assembly.HEADS``.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ class HeadLoss(Protocol):
 class DetectionHead(Protocol):
     """What the rest of yoloswap may ask of a head (an ``nn.Module``)."""
 
-    name: str  # the key in models.assemble.HEADS, recorded in the plan
+    name: str  # the key in assembly.HEADS, recorded in the plan
     num_classes: int
     stride_values: tuple[int, ...]
 
