@@ -81,8 +81,9 @@ def test_predict_uses_the_training_size_and_says_so(cli, trained, tmp_path):
 
 
 @pytest.mark.slow
-def test_out_on_a_finished_run_does_not_suggest_resume(cli, trained):
+def test_out_on_a_finished_run_suggests_extending_it_not_resuming_it(cli, trained):
     data, run = trained
     code, _, err = cli("train", *TINY, "--data", str(data), "--out", str(run))
     assert code == 1
-    assert "already exists" in err and "finished run" in err and "--resume" not in err and "--exist-ok" in err
+    assert "already exists" in err and "finished run" in err and "--exist-ok" in err
+    assert f"--resume {run} --epochs N" in " ".join(err.split())  # what works on a finished run

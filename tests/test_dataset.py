@@ -239,3 +239,47 @@ def test_big_jpegs_decode_reduced_for_training_and_in_full_for_evaluation(tmp_pa
     (x1, y1, x2, y2), = cxcywh_to_xyxy(labels)
     inner = image.permute(1, 2, 0).numpy()[int(y1) + 1 : int(y2) - 1, int(x1) + 1 : int(x2) - 1].astype(int)
     assert (np.abs(inner - np.array(PALETTE[1])).max(axis=2) < 40).mean() > 0.95
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not __import__("sys").platform.startswith("linux"), reason="the kernel's parent-death signal")
+def test_workers_end_quietly_when_the_training_process_is_killed(tmp_path: Path) -> None:
+    """`kill -9` of the training process: its DataLoader workers go at once, printing nothing (no
+    ConnectionResetError from a worker handing a batch to a parent that is gone)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import textwrap
+    import time
+
+    script = tmp_path / "feed.py"
+    script.write_text(textwrap.dedent(f"""
+        import sys, time
+        sys.path.insert(0, {str(Path(__file__).resolve().parent.parent)!r})
+        from tests.test_dataset import make_samples
+        from yoloswap.data.dataset import DetectionDataset, build_dataloader
+        from pathlib import Path
+        ds = DetectionDataset(make_samples(Path({str(tmp_path)!r})), 64, augment=True)
+        it = iter(build_dataloader(ds, 2, True, 2, 0))
+        next(it)
+        print(" ".join(str(w.pid) for w in it._workers), flush=True)
+        time.sleep(60)
+    """))
+    proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    workers = [int(p) for p in proc.stdout.readline().split()]
+    assert len(workers) == 2, proc.stderr.read()
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+
+    def alive(pid: int) -> bool:
+        try:
+            return Path(f"/proc/{pid}/status").read_text().split("State:")[1].split()[0] not in ("Z", "X")
+        except (FileNotFoundError, IndexError):
+            return False
+
+    deadline = time.monotonic() + 3
+    while any(alive(p) for p in workers) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not any(alive(p) for p in workers)  # gone within 3 s (PyTorch's own watchdog takes 5 s or more)
+    assert proc.stderr.read().strip() == ""

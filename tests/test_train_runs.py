@@ -78,3 +78,24 @@ def test_config_yaml_tells_the_epochs_a_time_budget_left(cli, tmp_path):
     assert [r["epoch"] for r in csv.DictReader((run / "metrics.csv").open())] == ["1"]
     config = yaml.safe_load((run / "config.yaml").read_text())
     assert config["options"]["epochs"] == 1 and config["max_epochs"] == 3
+
+
+def test_resume_with_epochs_extends_a_finished_run(cli, tmp_path):
+    """`--resume RUN --epochs N` trains a finished run on to N epochs: same folder, the log continues, and asking
+    for no more epochs than it has is a usage error (exit 2)."""
+    data = ultralytics_set(tmp_path / "data", names_as_dict=False)
+    run = tmp_path / "run"
+    assert cli("train", *TINY, "--epochs", "1", "--data", str(data), "--out", str(run))[0] == 0
+    code, _, err = cli("train", "--resume", str(run), "--device", "cpu", "--workers", "0")
+    assert code == 1 and "already finished all 1 epochs" in err and "--epochs N" in err
+
+    code, _, err = cli("train", "--resume", str(run), "--epochs", "2", "--device", "cpu", "--workers", "0")
+    assert code == 0, err
+    assert "extending" in err
+    epochs = [row.split(",")[0] for row in (run / "metrics.csv").read_text().splitlines()[1:]]
+    assert epochs == ["1", "2"]
+    last = load_checkpoint(run / "weights" / "last.pt")
+    assert int(last["epoch"]) == 1 and last["config"]["options"]["epochs"] == 2
+
+    code, _, err = cli("train", "--resume", str(run), "--epochs", "2", "--device", "cpu", "--workers", "0")
+    assert code == 2 and "already trained 2 epochs" in err

@@ -43,7 +43,7 @@ def train(
     device: Annotated[Optional[str], Opt(rich_help_panel=H.HARDWARE, help=_help("device"))] = None,
     weights: Annotated[Optional[str], Opt(rich_help_panel=H.MODEL, help=_help("weights"))] = None,
     out: Annotated[Optional[Path], Opt("--out", rich_help_panel=H.OUTPUT, help="Run folder (default runs/train/expN).")] = None,
-    resume: Annotated[Optional[Path], Opt("--resume", rich_help_panel=H.OUTPUT, help="Continue the run in this folder from its last checkpoint.")] = None,
+    resume: Annotated[Optional[Path], Opt("--resume", rich_help_panel=H.OUTPUT, help="Continue the run in this folder from its last checkpoint; with --epochs N, train it on to N epochs (a finished run too).")] = None,
     exist_ok: Annotated[bool, H.flag("--exist-ok", rich_help_panel=H.OUTPUT, help="Allow --out to be an existing run folder (overwrites it).")] = False,
     workers: Annotated[Optional[int], Opt(rich_help_panel=H.HARDWARE, help=_help("workers"))] = None,
     seed: Annotated[Optional[int], Opt(rich_help_panel=H.OPTIMIZATION, help=_help("seed"))] = None,
@@ -102,7 +102,8 @@ def train(
     )
     options = TrainOptions.for_data(data, given)
     try:
-        run_training(options, out=out, exist_ok=exist_ok, resume=resume, console=err, progress=RichProgress(err))
+        run_training(options, out=out, exist_ok=exist_ok, resume=resume, console=err, progress=RichProgress(err),
+                     extend_to=epochs if resume is not None else None)  # --resume RUN --epochs N extends RUN
     except StopRequested as exc:  # SIGTERM: stopped at a safe point, the trainer said how to resume
         raise typer.Exit(exc.exit_code) from None
 

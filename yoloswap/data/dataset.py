@@ -12,6 +12,7 @@ decoded images (see :class:`DetectionDataset`), so each item decodes about one f
 
 from __future__ import annotations
 
+import signal
 from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any
@@ -24,6 +25,7 @@ from yoloswap.data import transforms as T
 from yoloswap.data.formats import Sample
 from yoloswap.data.images import read_image
 from yoloswap.errors import ConfigError, DataError
+from yoloswap.procs import die_with_parent
 
 
 MOSAIC_BUFFER = 128  # recently decoded images kept per dataset copy (per DataLoader worker) for mosaic partners
@@ -198,7 +200,9 @@ def collate(
 
 
 def _seed_worker(worker_id: int) -> None:
-    """Give each worker's dataset copy its own stream, derived from the loader's seeded generator."""
+    """Give each worker's dataset copy its own stream, derived from the loader's seeded generator; and end the
+    worker, silently, if the training process is killed (it has nothing to save)."""
+    die_with_parent(signal.SIGKILL)
     info = get_worker_info()
     assert info is not None
     info.dataset.reseed(info.seed % 2**63)

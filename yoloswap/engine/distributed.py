@@ -16,6 +16,7 @@ import torch
 import torch.distributed as dist
 
 from yoloswap.errors import UsageError
+from yoloswap.procs import die_with_parent
 
 
 @dataclass(frozen=True)
@@ -70,21 +71,9 @@ def backend_for(device: torch.device) -> str:
 
 
 def stop_with_launcher() -> None:
-    """Die when the launcher does. A worker whose torchrun was killed with ``kill -9`` would otherwise train on,
-    orphaned, and write the run folder beside a resume (workers run in their own process group, so the signal
-    does not reach them). Linux: the kernel sends SIGTERM when the parent dies; elsewhere this does nothing."""
-    if not sys.platform.startswith("linux"):
-        return
-    try:
-        import ctypes
-
-        libc = ctypes.CDLL(None, use_errno=True)
-        PR_SET_PDEATHSIG = 1
-        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
-    except (OSError, AttributeError):
-        return
-    if os.getppid() == 1:  # the launcher died before the request was made
-        os.kill(os.getpid(), signal.SIGTERM)
+    """Die when the launcher does: workers run in their own process group, so a ``kill -9`` of torchrun never
+    reaches them. SIGTERM stops a rank at its next safe point, as a scheduler's preemption would."""
+    die_with_parent(signal.SIGTERM)
 
 
 def describe(d: Dist, device: torch.device, batch_size: int) -> str:

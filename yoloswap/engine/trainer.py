@@ -112,7 +112,7 @@ def _continue_hint(out: Path) -> str:
         ckpt = load_checkpoint(out / "weights" / "last.pt")
         if int(ckpt["epoch"]) + 1 < int(ckpt["config"]["options"]["epochs"]):
             return f"continue it with --resume {out}, "
-        return "it is a finished run; "
+        return f"it is a finished run (extend it with --resume {out} --epochs N); "
     except (CheckpointError, KeyError, TypeError, ValueError):  # not a run (or not one we can read)
         return ""
 
@@ -337,11 +337,13 @@ def _load_initial_weights(model, preset, options: TrainOptions, init_ckpt: dict 
 
 
 def train(options: TrainOptions, out: Path | None = None, exist_ok: bool = False, resume: Path | None = None,
-          console=None, progress: Progress | None = None, callbacks: list[EpochCallback] | None = None) -> dict:
+          console=None, progress: Progress | None = None, callbacks: list[EpochCallback] | None = None,
+          extend_to: int | None = None) -> dict:
     """Run (or resume) training; returns the final metrics.
 
     ``console`` (a rich Console) receives the log lines; ``progress`` draws the bars (default: none);
-    ``callbacks`` run after every epoch on the main process (default: CSV row, checkpoints, log line, plot).
+    ``callbacks`` run after every epoch on the main process (default: CSV row, checkpoints, log line, plot);
+    ``extend_to`` (with ``resume``) continues the run, finished or not, up to that many epochs.
     """
     from rich.console import Console
 
@@ -352,14 +354,15 @@ def train(options: TrainOptions, out: Path | None = None, exist_ok: bool = False
     callbacks = default_callbacks(log) if callbacks is None else callbacks
     try:
         with signals.stop_on_sigterm():
-            return _train(options, out, exist_ok, resume, console, log, dist, progress, callbacks)
+            return _train(options, out, exist_ok, resume, console, log, dist, progress, callbacks, extend_to)
     finally:
         runlock.release()
         distributed.cleanup(dist)
 
 
 def _train(options: TrainOptions, out: Path | None, exist_ok: bool, resume: Path | None, console, log,
-           dist: distributed.Dist, progress: Progress, callbacks: list[EpochCallback]) -> dict:
+           dist: distributed.Dist, progress: Progress, callbacks: list[EpochCallback],
+           extend_to: int | None = None) -> dict:
     from yoloswap.probe import resolve_device
 
     distributed.setup(dist, resolve_device(options.device))  # join the group before ranks exchange anything
@@ -372,8 +375,18 @@ def _train(options: TrainOptions, out: Path | None, exist_ok: bool, resume: Path
         saved = TrainOptions.from_dict(recorded)
         options = dataclasses.replace(saved, device=options.device, workers=options.workers)
         out = resume
-        if int(resume_ckpt["epoch"]) + 1 >= options.epochs:
-            raise TrainingError(f"{resume} already finished all {options.epochs} epochs; nothing to resume")
+        done = int(resume_ckpt["epoch"]) + 1
+        if extend_to is not None:  # --resume RUN --epochs N: the same run, trained on to N epochs
+            if extend_to <= done:
+                raise UsageError(f"--epochs {extend_to}: {resume} has already trained {done} epochs; "
+                                 "give more to extend it")
+            log(f"extending {resume} from {options.epochs} to {extend_to} epochs (the lr schedule is refitted to "
+                f"{extend_to}, so the lr rises onto the longer decay)")
+            options = dataclasses.replace(options, epochs=extend_to, time=None)
+            resume_ckpt["max_epochs"] = extend_to
+        if done >= options.epochs:
+            raise TrainingError(f"{resume} already finished all {options.epochs} epochs; extend it with "
+                                f"--resume {resume} --epochs N")
         log(f"resuming {out} from epoch {int(resume_ckpt['epoch']) + 2}/{options.epochs}")
     elif dist.main:
         out = check_run_dir(out or new_run_dir(), exist_ok)
