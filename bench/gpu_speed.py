@@ -86,7 +86,6 @@ def model_only(name: str, args: argparse.Namespace, device) -> dict:
     from yoloswap.engine.optim import build_optimizer
     from yoloswap.engine.trainer import amp_dtype_for
     from yoloswap.engine.validate import autocast_for
-    from yoloswap.losses import YOLOv5Loss
     from yoloswap.assembly import build_detector
     from yoloswap.backbones.resolve import resolve_backbone
 
@@ -98,7 +97,7 @@ def model_only(name: str, args: argparse.Namespace, device) -> dict:
     opt = preset.optimizer
     optimizer = build_optimizer(model, opt.name, opt.lr, opt.momentum, opt.weight_decay)
     ema = ModelEMA(model)
-    loss_fn = YOLOv5Loss(nc, model.head.anchors, model.head.stride_values, img_size=size)
+    loss_fn = model.head.make_loss(size)  # the head owns its loss (yolov5 or yolov8)
     amp = amp_dtype_for(device, True)
     gen = torch.Generator().manual_seed(0)
     images = torch.randint(0, 256, (batch, 3, size, size), dtype=torch.uint8, generator=gen).to(device)

@@ -25,7 +25,6 @@ import time
 
 import torch
 
-from yoloswap.losses import YOLOv5Loss
 from yoloswap.assembly import build_detector, describe_detector
 from yoloswap.presets import preset_names
 from yoloswap.backbones.resolve import resolve_backbone
@@ -61,7 +60,7 @@ def time_train_step(name: str, img_size: int, batch: int, num_classes: int, warm
     model, _ = build_detector(resolve_backbone(name), num_classes, (img_size, img_size))
     model.train()
     head = model.head
-    loss_fn = YOLOv5Loss(num_classes, head.anchors, head.stride_values, img_size=img_size)
+    loss_fn = head.make_loss(img_size)  # the head owns its loss (yolov5 or yolov8)
     images = torch.rand(batch, 3, img_size, img_size, generator=gen)  # (B, 3, S, S) in [0, 1]
     targets = random_targets(batch, img_size, num_classes, gen)
 
