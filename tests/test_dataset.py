@@ -246,7 +246,6 @@ def test_big_jpegs_decode_reduced_for_training_and_in_full_for_evaluation(tmp_pa
 def test_workers_end_quietly_when_the_training_process_is_killed(tmp_path: Path) -> None:
     """`kill -9` of the training process: its DataLoader workers go at once, printing nothing (no
     ConnectionResetError from a worker handing a batch to a parent that is gone)."""
-    import os
     import signal
     import subprocess
     import sys

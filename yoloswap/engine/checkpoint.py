@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from yoloswap.errors import CheckpointError
-from yoloswap.safeload import _SAFETENSORS_SUFFIX, load_checkpoint  # noqa: F401  (the loader is a leaf; re-exported)
+from yoloswap.safeload import _SAFETENSORS_SUFFIX, _first_line, load_checkpoint  # noqa: F401  (re-exported)
 
 # Exact types: a subclass (numpy.float64 is a float, an Enum may be a str) pickles as its own class and is refused.
 _PLAIN_TYPES = (str, int, float, bool, bytes, type(None))
