@@ -532,7 +532,7 @@ def train_one_epoch(run: Run, loader, loss_fn, epoch: int, progress: Progress | 
             with autocast_for(device, run.amp_dtype):
                 outputs = model(x)
             loss, items = loss_fn([o.float() for o in outputs], targets.to(device, non_blocking=True))
-            items = _item_vector(items)
+            items = items.detach().float()  # (N,) named by loss_fn.names (the head interface's HeadLoss)
             first_bad = (bad_batch < 0) & ~torch.isfinite(loss.detach())
             bad_batch = torch.where(first_bad, i, bad_batch)
             bad_value = torch.where(first_bad, loss.detach().float(), bad_value)
@@ -554,15 +554,6 @@ def train_one_epoch(run: Run, loader, loss_fn, epoch: int, progress: Progress | 
     finally:
         progress.end_epoch()
     return means, seen / max(time.perf_counter() - start, 1e-9)
-
-
-def _item_vector(items) -> torch.Tensor:
-    """The loss items as one detached (N,) tensor, whether the loss returns a tensor, a dict or a named tuple."""
-    if isinstance(items, dict):
-        items = list(items.values())
-    if isinstance(items, (list, tuple)):
-        items = torch.stack([torch.as_tensor(v).reshape(()) for v in items])
-    return items.detach().float()
 
 
 def _read_out(run: Run, sums: torch.Tensor, batches: int, bad_batch: torch.Tensor, bad_value: torch.Tensor,
