@@ -117,3 +117,14 @@ def test_accuracy_falls_back_to_the_best_epoch_of_metrics_csv(tmp_path):
     (tmp_path / "metrics.csv").write_text("epoch,metrics/mAP50,metrics/mAP50-95\n1,0.2,0.1\n2,,\n3,0.5,0.3\n4,0.4,0.25\n")
     assert cmp._accuracy({"metrics": {}}, tmp_path) == {"map": 0.3, "map50": 0.5}
     assert cmp._accuracy({"metrics": {"map": 0.7, "map50": 0.9}}, tmp_path) == {"map": 0.7, "map50": 0.9}
+
+
+def test_a_misspelled_backbone_is_refused_before_anything_trains(cli, tmp_path, monkeypatch):
+    import yoloswap.engine.trainer as trainer
+
+    trained = []
+    monkeypatch.setattr(trainer, "train", lambda options, **kw: trained.append(options.backbone))
+    out = tmp_path / "cmp"
+    code, _, err = cli("compare", "--backbones", "yolov5n,convnxt-tiny", "--epochs", "1", "--out", str(out))
+    assert code == 2 and "did you mean 'convnext-tiny'" in err
+    assert trained == [] and not out.exists()

@@ -51,6 +51,10 @@ def compare(
         names = [b.strip() for b in backbones.split(",") if b.strip()]
         if len(names) != len(set(names)) or not names:
             raise UsageError(f"--backbones {backbones!r}: give distinct, non-empty names")
+        from yoloswap.backbones.resolve import resolve_backbone
+
+        for name in names:  # a typo in the last name must not cost the training of the others first
+            resolve_backbone(name)
         options = _options(data, epochs, time_budget, img_size, batch_size, device, weights, workers, seed)
         options.check()
         folder = out or new_run_dir(Path("runs/compare"))
