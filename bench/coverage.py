@@ -61,26 +61,27 @@ def measure(source: str, name: str, family: str) -> dict:
     from yoloswap.backbones.build import build_backbone
     from yoloswap.errors import YoloswapError
     from yoloswap.backbones.resolve import library_preset
-    from yoloswap.probe import probe_backbone, sized_spec, working_size
+    from yoloswap.probe import fit_to_size, probe_backbone, working_size
 
     row = {"source": source, "name": name, "family": family, "version": installed_versions()[source], "status": "refused",
            "channels": "", "strides": "", "declared": "", "params": "", "img_size": "", "seconds": "", "reason": ""}
     start = time.perf_counter()
     try:
-        preset = library_preset(source, name)
+        given = library_preset(source, name)
+        size = PROBE_SIZE
+        preset = fit_to_size(given, (size, size))  # what `--backbone SOURCE:NAME` builds for a 640 run
         with torch.device("meta"):
             backbone = build_backbone(preset)
-        size = PROBE_SIZE
         try:
             result = probe_backbone(backbone, (size, size), preset.name)
+            if preset is not given:  # built for 640 automatically; say what it does as the library builds it
+                with torch.device("meta"):
+                    found = working_size(build_backbone(given))
+                row["reason"] = (f"built for {size}x{size} automatically (timm's img_size); "
+                                 + (f"as pretrained it {found[1]}" if found else "as pretrained it does not run"))
         except YoloswapError as first:
             found = working_size(backbone)
-            spec = sized_spec(preset, (size, size))
-            result = _probe_built_for(spec, size, preset.name) if spec is not None else None
-            if result is not None:  # built for 640 (timm's img_size, set in a preset file): windowed models run
-                row["reason"] = (f"built for {size}x{size} with model.kwargs img_size: [{size}, {size}] in a preset; "
-                                 + (f"as is it {found[1]}" if found else "as is it does not run"))
-            elif found is not None and found[0] % 32 == 0:
+            if found is not None and found[0] % 32 == 0:
                 size, words = found
                 result = probe_backbone(backbone, (size, size), preset.name)
                 row["reason"] = f"does not run at {PROBE_SIZE}x{PROBE_SIZE}; {words}"
@@ -96,21 +97,6 @@ def measure(source: str, name: str, family: str) -> dict:
         row["reason"] = f"UNWRAPPED {type(exc).__name__}: {str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ''}"
     row["seconds"] = round(time.perf_counter() - start, 2)
     return row
-
-
-def _probe_built_for(spec, size: int, name: str):
-    """The probe of ``spec`` built on meta, or ``None`` when it is refused."""
-    import torch
-
-    from yoloswap.backbones.build import build_backbone
-    from yoloswap.errors import YoloswapError
-    from yoloswap.probe import probe_backbone
-
-    try:
-        with torch.device("meta"):
-            return probe_backbone(build_backbone(spec, 0.0), (size, size), name)
-    except YoloswapError:
-        return None
 
 
 def _worker(tasks, results) -> None:
@@ -174,8 +160,14 @@ def run(tasks: list[tuple[str, str, str]], workers: int, timeout: float) -> None
             slot["proc"].join(timeout=5)
 
 
-def read_journal() -> dict[tuple[str, str], dict]:
+def read_journal(shipped: bool = True) -> dict[tuple[str, str], dict]:
+    """The measurements so far: the shipped CSV (unless ``shipped`` is false: a fresh sweep) with this machine's
+    journal over it, so ``--only NAME`` updates one row of the shipped table."""
+    from yoloswap.backbones.compatibility import read_compatibility
+
     rows: dict[tuple[str, str], dict] = {}
+    if shipped:
+        rows.update({(r["source"], r["name"]): dict(r) for r in read_compatibility()})
     if JOURNAL.is_file():
         for line in JOURNAL.read_text().splitlines():
             if line.strip():
@@ -203,7 +195,7 @@ def write_page(rows: list[dict], elapsed: str) -> None:
         "",
         "## Summary per library",
         "",
-        "| library | models | ok at 640 as is | ok at 640 built for it (img_size in a preset) | ok only at another size "
+        "| library | models | ok at 640 as is | ok at 640 built for it (automatically) | ok only at another size "
         "| refused | pyramid models (strides 8/16/32) | ok among them |",
         "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
@@ -219,6 +211,13 @@ def write_page(rows: list[dict], elapsed: str) -> None:
         share = f" ({100 * len(pyramid_ok) / len(pyramid):.1f}%)" if pyramid else ""
         lines.append(f"| {source} | {len(mine)} | {len(at640)} | {len(built)} | {len(ok) - len(at640) - len(built)} | "
                      f"{len(mine) - len(ok)} | {len(pyramid)} | {len(pyramid_ok)}{share} |")
+    for source in ("torchvision", "timm"):
+        pyramid = [r for r in rows if r["source"] == source and _is_pyramid(r)]
+        at640 = [r for r in pyramid if r["status"] == "ok" and str(r["img_size"]) == str(PROBE_SIZE)]
+        if pyramid:
+            lines.append(f"\n{source}: {len(at640)} of {len(pyramid)} pyramid models "
+                         f"({100 * len(at640) / len(pyramid):.1f}%) train at {PROBE_SIZE}x{PROBE_SIZE} with no setting "
+                         f"(`--backbone {source}:NAME`).")
     declared = [r for r in rows if r["status"] == "ok" and r.get("declared")]
     differ = [f"{r['source']}:{r['name']} ({r['channels']} vs {r['declared']})"
               for r in declared if r["declared"] != r["channels"]]
@@ -228,9 +227,10 @@ def write_page(rows: list[dict], elapsed: str) -> None:
     lines += ["", "A *pyramid model* is one whose levels reach strides 8, 16 and 32 (everything but the refusals "
               "for missing strides); it is the denominator of the \"≥ 95% work\" target. *Built for it*: timm builds "
               "windowed and position-table models (MaxViT, CoAtNet, Hiera, Swin V2, ...) for their pretrained size; "
-              "`--backbone timm:NAME` probes them as they are and says so, and a preset file with "
-              "`model: {source: timm, name: NAME, kwargs: {img_size: [640, 640]}}` builds them for 640. *Only at "
-              "another size*: the input size in the table (or a multiple, where the reason says so).", "",
+              "where such a model does not run at the training size as built, yoloswap builds it for that size "
+              "(timm's `img_size`; `probe.fit_to_size`), records that in the run, and resizes pretrained "
+              "relative-position tables with timm's own checkpoint filter. *Only at another size*: the input size "
+              "in the table (or a multiple, where the reason says so).", "",
               "## Why models are refused", "", "| reason | models | examples |", "|---|---:|---|"]
     kinds: dict[str, list[str]] = defaultdict(list)
     for r in rows:
@@ -293,7 +293,7 @@ def main() -> None:
     sources = ("torchvision", "timm") if args.source == "all" else (args.source,)
     start = time.perf_counter()
     if not args.report:
-        known = read_journal()
+        known = read_journal(shipped=not args.fresh)
         tasks = []
         for source in sources:
             for name, family in list_models(source):
@@ -305,7 +305,7 @@ def main() -> None:
         print(f"measuring {len(tasks)} models with {args.workers} workers", flush=True)
         run(tasks, args.workers, args.timeout)
     elapsed = time.perf_counter() - start
-    rows = sorted(read_journal().values(), key=lambda r: (r["source"] != "torchvision", r["name"]))
+    rows = sorted(read_journal(shipped=not args.fresh).values(), key=lambda r: (r["source"] != "torchvision", r["name"]))
     versions = installed_versions()
     for r in rows:  # the package metadata's spelling ("0.29.1", not torch's "0.29.1+cu130"), as list-backbones reads it
         if r["version"] and r["version"].split("+")[0] == str(versions[r["source"]]).split("+")[0]:

@@ -181,50 +181,66 @@ def working_size(backbone: "FeatureBackbone", device=None) -> tuple[int, str] | 
 
 
 def probe(preset: Preset, img_size: tuple[int, int] = (640, 640), device: str = "auto") -> ProbeResult:
-    """Build ``preset``'s backbone on ``device`` and probe it; ``device="meta"`` builds and runs shapes only."""
+    """Build ``preset``'s backbone (for ``img_size`` where it must be, see :func:`fit_to_size`) on ``device`` and
+    probe it; ``device="meta"`` builds and runs shapes only."""
     import torch
 
     from yoloswap.backbones.build import build_backbone
 
     dev = resolve_device(device)
     start = time.perf_counter()
+    preset = fit_to_size(preset, img_size)
     with torch.device(dev):
         backbone = build_backbone(preset)
-    try:
-        result = probe_backbone(backbone, img_size, preset.name)
-    except YoloswapError as exc:
-        raise YoloswapError(f"{exc}{_built_for_size_hint(preset, img_size)}") from None
+    result = probe_backbone(backbone, img_size, preset.name)
     if dev.type == "cuda":
         torch.cuda.synchronize(dev)
     return _replace_seconds(result, time.perf_counter() - start)
 
 
-def sized_spec(preset: Preset, img_size: tuple[int, int]):
-    """``preset``'s model spec with timm's ``img_size`` set: windowed and position-table models (MaxViT, CoAtNet,
-    Hiera, ...) are then built for that input instead of their pretrained one. ``None`` when it does not apply."""
+def fit_to_size(preset: Preset, img_size: tuple[int, int]) -> Preset:
+    """``preset`` as it has to be built to run on ``img_size`` inputs.
+
+    Windowed and position-table models (timm's MaxViT, CoAtNet, Hiera, ...) are built for their pretrained size
+    and run only at it or its multiples; the library builds them for another size when asked (the source's
+    ``size_kwarg``). Such a model is built for the training size, so ``--backbone timm:maxvit_tiny_tf_224``
+    trains at 640 with no preset file. Every other model is left exactly as given: the change is made only when
+    the model as given does not run at ``img_size`` and the one built for it does (both tried on the meta device,
+    which costs no compute). The returned preset is what a run records, so its checkpoints rebuild the same model.
+    """
+    spec = sized_spec(preset, img_size)
+    if spec is None or _runs_at(preset, img_size):
+        return preset
     import dataclasses
 
-    if preset.model.source != "timm" or "img_size" in preset.model.kwargs:
-        return None
-    return dataclasses.replace(preset.model, kwargs={**preset.model.kwargs, "img_size": list(img_size)})
+    sized = dataclasses.replace(preset, model=spec)
+    return sized if _runs_at(sized, img_size) else preset
 
 
-def _built_for_size_hint(preset: Preset, img_size: tuple[int, int]) -> str:
-    """Whether building the model for ``img_size`` (a preset setting) would make it run; tried on meta."""
+def _runs_at(preset: Preset, img_size: tuple[int, int]) -> bool:
     import torch
 
     from yoloswap.backbones.build import build_backbone
 
-    spec = sized_spec(preset, img_size)
-    if spec is None:
-        return ""
     try:
         with torch.device("meta"):
-            probe_backbone(build_backbone(spec, preset.drop_path_rate), img_size, preset.name)
+            probe_backbone(build_backbone(preset), img_size, preset.name)
     except YoloswapError:
-        return ""
-    h, w = img_size
-    return f"; or build it for {h}x{w}: a preset file with model: {{source: timm, name: {preset.model.name}, kwargs: {{img_size: [{h}, {w}]}}}}"
+        return False
+    return True
+
+
+def sized_spec(preset: Preset, img_size: tuple[int, int]):
+    """``preset``'s model spec built for ``img_size`` (the source's size keyword set: timm's ``img_size``);
+    ``None`` when that does not apply (the source has no such keyword, or the preset sets it)."""
+    import dataclasses
+
+    from yoloswap.backbones.sources import get_source
+
+    key = get_source(preset.model.source).size_kwarg
+    if key is None or key in preset.model.kwargs:
+        return None
+    return dataclasses.replace(preset.model, kwargs={**preset.model.kwargs, key: list(img_size)})
 
 
 def cached_probe(preset: Preset, img_size: tuple[int, int] = (640, 640)) -> ProbeResult:

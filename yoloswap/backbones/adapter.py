@@ -51,6 +51,9 @@ class FeatureBackbone(nn.Module):
     # Set by the sources when the library declares them; the probe uses them to explain a refusal.
     input_size: tuple[int, int] | None = None  # (H, W) the library builds the model for (its pretrained input)
     declared_channels: tuple[int, int, int] | None = None  # what the library says the three taps carry
+    # Set by a source whose model was built for a size other than its pretrained one: turns a checkpoint's
+    # size-dependent tensors (relative-position tables) into this build's shapes before weights are matched.
+    adapt_weights: Callable[[dict[str, torch.Tensor]], dict[str, torch.Tensor]] | None = None
 
     def train(self, mode: bool = True) -> "FeatureBackbone":
         """Like ``nn.Module.train``, but frozen stages (and, with ``norm_eval``, all BatchNorms) stay in eval mode,

@@ -32,6 +32,8 @@ class Source:
             questions about its layers (which optimizer suits it) rather than its features.
         by_name: whether ``--backbone NAME:MODEL`` reaches it (the libraries); yoloswap's own CSPDarknet is
             reached through its presets, which also set its depth and width.
+        size_kwarg: the constructor keyword that builds a fixed-size model (windowed attention, position tables)
+            for another input size, ``[H, W]``; ``None`` when the source has none (see ``probe.fit_to_size``).
     """
 
     name: str
@@ -39,6 +41,7 @@ class Source:
     models: Callable[[], list[str]]
     create: Callable[[str], "nn.Module"]
     by_name: bool
+    size_kwarg: str | None = None
 
 
 def _build_timm(spec: "ModelSpec", drop_path_rate: float) -> "FeatureBackbone":
@@ -94,7 +97,9 @@ def _create_cspdarknet(name: str) -> "nn.Module":
 
 
 SOURCES: dict[str, Source] = {
-    "timm": Source("timm", _build_timm, _timm_models, _create_timm, by_name=True),
+    "timm": Source("timm", _build_timm, _timm_models, _create_timm, by_name=True, size_kwarg="img_size"),
+    # torchvision's one fixed-size model, MaxViT-T, takes an input_size but keeps its 7x7 partitions, which no
+    # other common size divides: it runs at 224 only, and says so.
     "torchvision": Source("torchvision", _build_torchvision, _torchvision_models, _create_torchvision, by_name=True),
     "yoloswap": Source("yoloswap", _build_cspdarknet, lambda: ["cspdarknet"], _create_cspdarknet, by_name=False),
 }

@@ -18,6 +18,7 @@ def build_timm_backbone(model_name: str, layers: tuple[str, ...] | None, drop_pa
     if drop_path_rate:
         extra["drop_path_rate"] = drop_path_rate
     label = f"timm:{model_name}"
+    adapt_weights = None
     model = construct(lambda: timm.create_model(model_name, pretrained=False, **extra), label)
     info = list(getattr(model, "feature_info", None) or [])
     if not info:
@@ -49,6 +50,8 @@ def build_timm_backbone(model_name: str, layers: tuple[str, ...] | None, drop_pa
             return body.forward_intermediates(x, indices=indices, intermediates_only=True)
 
         body = model
+        if "img_size" in kwargs:  # built for another size than its pretrained one (probe.fit_to_size)
+            adapt_weights = _size_adapter(model)
     else:  # older timm models: timm's own feature wrapper
         body = construct(
             lambda: timm.create_model(model_name, pretrained=False, features_only=True, out_indices=indices, **extra),
@@ -62,7 +65,28 @@ def build_timm_backbone(model_name: str, layers: tuple[str, ...] | None, drop_pa
     backbone = FeatureBackbone(body, extract, taps, group_stages(body, stage_ends), "timm", model_name)
     backbone.declared_channels = tuple(int(info[i]["num_chs"]) for i in indices)
     backbone.input_size = _input_size(model)
+    backbone.adapt_weights = adapt_weights
     return backbone
+
+
+def _size_adapter(model):
+    """timm's own ``checkpoint_filter_fn`` for ``model``'s family, which resizes relative-position tables to the
+    size the model was built for (MaxViT, CoAtNet, ...); ``None`` when the family has none. A checkpoint the filter
+    does not understand (another layout) passes through unchanged, and the weights report names what still differs.
+    """
+    import sys
+
+    filter_fn = getattr(sys.modules.get(type(model).__module__), "checkpoint_filter_fn", None)
+    if filter_fn is None:
+        return None
+
+    def adapt(state: dict) -> dict:
+        try:
+            return filter_fn(dict(state), model)
+        except Exception:  # the filter's assumptions about the file did not hold: match it as it is
+            return state
+
+    return adapt
 
 
 def _input_size(model) -> tuple[int, int] | None:

@@ -107,6 +107,8 @@ def load_backbone_weights(
     if not tensors:
         raise WeightsError(f"weights {source}: the file holds no tensors (top-level keys: {_first(list(raw), 5)})")
 
+    if backbone.adapt_weights is not None:
+        tensors = backbone.adapt_weights(tensors)
     body_state = backbone.body.state_dict()
     match = match_keys(
         {k: tuple(v.shape) for k, v in body_state.items()},

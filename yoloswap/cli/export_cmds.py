@@ -121,9 +121,10 @@ def _model_for_benchmark(weights: Path | None, backbone: str | None, num_classes
         return runtime.model, runtime.names, runtime.backbone, img_size or runtime.img_size
     from yoloswap.assembly import build_detector
     from yoloswap.backbones.resolve import resolve_backbone
+    from yoloswap.probe import fit_to_size
 
     size = img_size or 640
-    preset = resolve_backbone(backbone)
+    preset = fit_to_size(resolve_backbone(backbone), (size, size))
     model, _ = build_detector(preset, num_classes, (size, size))
     return model, [f"class{i}" for i in range(num_classes)], preset.name, size
 

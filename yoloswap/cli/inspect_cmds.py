@@ -218,7 +218,7 @@ def info(
     from yoloswap.cli.console import err, out, print_json
     from yoloswap.assembly import build_detector, check_head, describe_detector, parse_neck_width
     from yoloswap.backbones.resolve import resolve_backbone
-    from yoloswap.probe import parse_img_size
+    from yoloswap.probe import fit_to_size, parse_img_size
 
     if not backbone:
         raise typer.BadParameter("give --backbone NAME (see `yoloswap list-backbones`)", param_hint="--backbone")
@@ -229,6 +229,7 @@ def info(
         preset = dataclasses.replace(preset, head=check_head(head))
     size = parse_img_size(img_size)
     with err.status(f"assembling {preset.name}"), torch.device("meta"):  # sizes and FLOPs need shapes only
+        preset = fit_to_size(preset, size)
         model, plan = build_detector(preset, num_classes, size, parse_neck_width(neck_width))
         report = None
         if weights is not None:

@@ -144,7 +144,7 @@ def build_run(options: TrainOptions, out: Path, log=print, resume_ckpt: dict | N
     from yoloswap.engine.optim import build_optimizer
     from yoloswap.assembly import DetectorPlan, build_detector, detector_from_plan
     from yoloswap.presets import preset_from_dict
-    from yoloswap.probe import resolve_device
+    from yoloswap.probe import fit_to_size, resolve_device
 
     options.check()
     if options.workers is None:
@@ -189,8 +189,13 @@ def build_run(options: TrainOptions, out: Path, log=print, resume_ckpt: dict | N
         model = detector_from_plan(_build_backbone(preset), plan, preset)
     else:
         init_ckpt = _detector_checkpoint(options.weights)  # read once: decides how --weights is used
-        preset = _with_overrides(resolve_backbone(options.backbone), options, init_ckpt is not None)
-        model, plan = build_detector(preset, len(names), (options.img_size, options.img_size), options.neck_width)
+        size = (options.img_size, options.img_size)
+        given = _with_overrides(resolve_backbone(options.backbone), options, init_ckpt is not None)
+        preset = fit_to_size(given, size)
+        if preset is not given:
+            log(f"backbone: {preset.name} built for {size[0]}x{size[1]} inputs (as given it runs only at its "
+                "pretrained size or multiples of it); the run records this, so its checkpoints rebuild the same")
+        model, plan = build_detector(preset, len(names), size, options.neck_width)
         if not dist.main:
             distributed.barrier(dist)  # rank 0 downloads into the cache first; the others then read it
         weights_report = _load_initial_weights(model, preset, options, init_ckpt, log)
