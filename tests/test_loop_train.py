@@ -143,3 +143,21 @@ def test_runs_are_numbered_and_exist_ok_reuses_a_folder(cli, tmp_path, monkeypat
     assert code == 0, err
     assert sorted(p.name for p in runs.iterdir()) == ["exp", "exp2"]
     assert [r["epoch"] for r in rows(runs / "exp")] == ["1"]  # overwritten: the old run's rows are gone
+
+
+def test_an_epoch_the_time_budget_makes_the_last_is_validated_whatever_the_val_interval(tmp_path, monkeypatch):
+    """Asked for 6 epochs validated every 4th; when epoch 3 has trained, the budget turns out to fit no more. Epoch 3
+    ends the run, so it is validated (its row has mAP, best.pt and the summary describe it) although 3 is not a
+    multiple of 4."""
+    data = ultralytics_set(tmp_path / "data", names_as_dict=False, n_train=2, n_val=1)
+
+    def budget(budget_s, spent_s, done_here, done, epochs):
+        return 6 if done < 3 else 3
+
+    monkeypatch.setattr(trainer, "fit_epochs_to_time", budget)
+    run = tmp_path / "run"
+    trainer.train(tiny_options(data, epochs=6, time=30.0, val_interval=4), out=run, console=quiet())
+
+    table = rows(run)
+    assert [r["epoch"] for r in table] == ["1", "2", "3"]
+    assert [r["metrics/mAP50-95"] != "" for r in table] == [False, False, True]

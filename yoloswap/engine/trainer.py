@@ -435,7 +435,7 @@ def _say_how_to_resume(run: Run, log, exc: KeyboardInterrupt) -> None:
 
 
 def _fit(run: Run, train_loader, val_loader, log, progress: Progress, callbacks: list[EpochCallback]) -> None:
-    """The epochs: train, validate, hand the epoch to the callbacks, refit to the --time budget."""
+    """The epochs: train, refit to the --time budget, validate, hand the epoch to the callbacks."""
     options, dist = run.options, run.dist
     loss_fn = unwrap(run.model).head.make_loss(options.img_size)  # each head owns its loss (and its item names)
     run.loss_names = tuple(loss_fn.names)
@@ -452,6 +452,10 @@ def _fit(run: Run, train_loader, val_loader, log, progress: Progress, callbacks:
         row = {"epoch": epoch + 1, "train/img_per_s": img_per_s}
         row.update({f"train/{n}_loss": v for n, v in zip(run.loss_names, losses)})
         row.update(_lr_columns(run.optimizer))
+        if options.time is not None and epoch + 1 < run.max_epochs:
+            # refitted before validating, so an epoch the budget makes the last one is validated (--val-interval)
+            epochs = _refit_to_time(run, epochs, epoch + 1, time.perf_counter() - budget_start, log)
+            options = run.options
         final = epoch == epochs - 1
         improved = False
         if dist.main and ((epoch + 1) % options.val_interval == 0 or final):
@@ -469,17 +473,21 @@ def _fit(run: Run, train_loader, val_loader, log, progress: Progress, callbacks:
             for callback in callbacks:
                 callback(event)
         epoch += 1
-        if options.time is not None and epoch < run.max_epochs:
-            fitted = distributed.broadcast(dist, fit_epochs_to_time(
-                options.time * 60, time.perf_counter() - budget_start, epoch - run.start_epoch, epoch,
-                run.max_epochs))
-            if fitted != epochs:
-                log(f"--time {options.time:g} min: {fitted} epochs fit the budget (was {epochs})")
-                epochs = fitted
-                run.schedule = dataclasses.replace(run.schedule, epochs=epochs)
-                run.options = options = dataclasses.replace(options, epochs=epochs)
-                if dist.main:
-                    _write_config(run)  # config.yaml tells the epochs the run will really train
+
+
+def _refit_to_time(run: Run, epochs: int, done: int, spent_s: float, log) -> int:
+    """The run's total epochs refitted to ``--time`` after ``done`` epochs (``spent_s`` seconds into the budget);
+    the lr schedule, the options and config.yaml follow a change."""
+    options, dist = run.options, run.dist
+    fitted = distributed.broadcast(dist, fit_epochs_to_time(
+        options.time * 60, spent_s, done - run.start_epoch, done, run.max_epochs))
+    if fitted != epochs:
+        log(f"--time {options.time:g} min: {fitted} epochs fit the budget (was {epochs})")
+        run.schedule = dataclasses.replace(run.schedule, epochs=fitted)
+        run.options = dataclasses.replace(options, epochs=fitted)
+        if dist.main:
+            _write_config(run)  # config.yaml tells the epochs the run will really train
+    return fitted
 
 
 def mosaic_on(epoch: int, epochs: int, close_mosaic: int) -> bool:
