@@ -73,6 +73,12 @@ def test_train_resume_and_predict_a_windowed_model_at_a_size_it_was_not_built_fo
                        str(data.parent / "images" / "val"), "--out", str(tmp_path / "pred"))
     assert code == 0, err
 
+    for command in (("predict", "--source", str(data.parent / "images" / "val"), "--out", str(tmp_path / "p96")),
+                    ("val", "--data", str(data)), ("export", "--format", "torchscript")):
+        code, _, err = cli(command[0], "--weights", str(run / "weights" / "best.pt"), *command[1:], "--img-size", "96")
+        assert code == 2 and "built for 64x64 inputs" in err and "use --img-size 64" in err, (command, err)
+        assert "RuntimeError" not in err and len(err.strip().splitlines()) == 1
+
 
 def test_pretrained_position_tables_are_resized_to_the_size_the_model_was_built_for(tmp_path):
     """A checkpoint made for 160x160 (timm's build) loads completely into the 64x64 build: timm's own filter

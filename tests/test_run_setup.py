@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from yoloswap.engine import trainer
 from yoloswap.engine.trainer import amp_dtype_for, claim_run_dir, fit_epochs_to_time, new_run_dir
 from yoloswap.errors import TrainingError
 
@@ -18,10 +19,27 @@ def test_amp_uses_bf16_where_the_gpu_has_it_else_fp16(monkeypatch, bf16, expecte
     assert amp_dtype_for(torch.device("cuda", 0), enabled=True) is expected
 
 
-def test_no_amp_on_cpu_or_when_switched_off(monkeypatch):
+@pytest.mark.parametrize("native, expected", [(True, torch.bfloat16), (False, None)])
+def test_a_cpu_trains_in_bf16_only_where_it_computes_bf16_natively(monkeypatch, native, expected):
+    monkeypatch.setattr(trainer, "cpu_has_native_bf16", lambda: native)
+    assert amp_dtype_for(torch.device("cpu"), enabled=True) is expected  # else fp32: emulated bf16 is slower
+
+
+def test_no_amp_when_switched_off(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
+    monkeypatch.setattr(trainer, "cpu_has_native_bf16", lambda: True)
     assert amp_dtype_for(CUDA, enabled=False) is None  # --no-amp
-    assert amp_dtype_for(torch.device("cpu"), enabled=True) is None  # the CPU trains in fp32
+    assert amp_dtype_for(torch.device("cpu"), enabled=False) is None
+
+
+def test_bf16_autocast_on_the_cpu_runs_convolutions_in_bf16():
+    from yoloswap.engine.validate import autocast_for
+
+    conv = torch.nn.Conv2d(3, 4, 3)
+    with autocast_for(torch.device("cpu"), torch.bfloat16):
+        assert conv(torch.zeros(1, 3, 8, 8)).dtype == torch.bfloat16
+    with autocast_for(torch.device("cpu"), None):
+        assert conv(torch.zeros(1, 3, 8, 8)).dtype == torch.float32
 
 
 def test_run_folders_are_numbered_exp_exp2_exp3(tmp_path):

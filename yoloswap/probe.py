@@ -209,15 +209,16 @@ def fit_to_size(preset: Preset, img_size: tuple[int, int]) -> Preset:
     which costs no compute). The returned preset is what a run records, so its checkpoints rebuild the same model.
     """
     spec = sized_spec(preset, img_size)
-    if spec is None or _runs_at(preset, img_size):
+    if spec is None or runs_at(preset, img_size):
         return preset
     import dataclasses
 
     sized = dataclasses.replace(preset, model=spec)
-    return sized if _runs_at(sized, img_size) else preset
+    return sized if runs_at(sized, img_size) else preset
 
 
-def _runs_at(preset: Preset, img_size: tuple[int, int]) -> bool:
+def runs_at(preset: Preset, img_size: tuple[int, int]) -> bool:
+    """Whether ``preset``'s backbone, as the preset builds it, runs on ``img_size`` inputs (tried on meta)."""
     import torch
 
     from yoloswap.backbones.build import build_backbone

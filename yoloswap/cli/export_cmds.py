@@ -40,7 +40,7 @@ def export(
     if fmt == "onnx":
         require_onnx()
     source = TorchRuntime(weights, "cpu")
-    spec = ExportSpec(img_size=img_size or source.img_size, batch=batch, dynamic=dynamic, half=half,
+    spec = ExportSpec(img_size=source.size_for(img_size), batch=batch, dynamic=dynamic, half=half,
                       opset=opset or DEFAULT_OPSET, nms=nms, conf=conf, iou=iou, max_det=max_det)
     path = out_path or weights.with_suffix(FORMATS[fmt][0])
     with err.status(f"exporting {weights} to {fmt}"):
@@ -90,7 +90,7 @@ def benchmark(
             from yoloswap.engine.runtimes import OnnxRuntime
 
             runtime = OnnxRuntime(weights, dev)
-            size = img_size or runtime.img_size
+            size = runtime.size_for(img_size)
             report = {"backbone": runtime.backbone, "params_m": None, "gflops": None, "notes": [],
                       "timings": [bench.bench_runtime(runtime, size, batch, warmup, iters).to_dict()]}
         else:
@@ -118,7 +118,7 @@ def _model_for_benchmark(weights: Path | None, backbone: str | None, num_classes
         from yoloswap.engine.runtimes import TorchRuntime
 
         runtime = TorchRuntime(weights, "cpu")
-        return runtime.model, runtime.names, runtime.backbone, img_size or runtime.img_size
+        return runtime.model, runtime.names, runtime.backbone, runtime.size_for(img_size)
     from yoloswap.assembly import build_detector
     from yoloswap.backbones.resolve import resolve_backbone
     from yoloswap.probe import fit_to_size
@@ -146,7 +146,7 @@ def val_exported(weights: Path, data: str | None, split: str, img_size: int | No
     cfg = load_data_config(Path(data) if data else builtin_data_yaml())
     if len(cfg.names) != len(runtime.names):
         raise DataError(f"{cfg.source}: {len(cfg.names)} classes, but {weights} was trained for {len(runtime.names)}")
-    ds = DetectionDataset(cfg.split(split).samples, img_size or runtime.img_size, augment=False)
+    ds = DetectionDataset(cfg.split(split).samples, runtime.size_for(img_size), augment=False)
     loader = build_dataloader(ds, batch_size, False, workers, 0)
     with err.status(f"evaluating {weights} ({runtime.kind}) on {len(ds)} {split} images"):
         result = evaluate_runtime(runtime, loader, list(cfg.names), cfg.category_ids, conf=conf, iou=iou)

@@ -138,7 +138,7 @@ def val(
     from yoloswap.data.dataset import DetectionDataset, build_dataloader
     from yoloswap.data.formats import load_data_config
     from yoloswap.engine.checkpoint import load_checkpoint
-    from yoloswap.engine.model_io import detector_from_checkpoint
+    from yoloswap.engine.model_io import detector_from_checkpoint, inference_size
     from yoloswap.engine.runtimes import is_exported
     from yoloswap.engine.validate import evaluate
     from yoloswap.errors import DataError
@@ -159,7 +159,7 @@ def val(
         err.print(f"[yellow]warning:[/] {cfg.source} names its classes {list(cfg.names)}, the model was trained "
                   f"on {list(names)}")
     dev = resolve_device(device)
-    size = img_size or int(ckpt["config"]["options"]["img_size"])
+    size = inference_size(preset, int(ckpt["config"]["options"]["img_size"]), img_size, weights)
     ds = DetectionDataset(cfg.split(split).samples, size, augment=False)
     loader = build_dataloader(ds, batch_size, False, workers, 0)
     model.to(dev)
@@ -227,7 +227,7 @@ def predict(
     files = iter_sources(source)
     folder = out_dir or new_run_dir(Path("runs/predict"))
     folder.mkdir(parents=True, exist_ok=True)
-    size = img_size or model.img_size
+    size = model.size_for(img_size)
     records = []
     with Progress(console=err) as progress:
         task = progress.add_task("predicting", total=len(files))

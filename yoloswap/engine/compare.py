@@ -87,13 +87,13 @@ def row_from_run(run: Path, device: torch.device, warmup: int = 3, iters: int = 
     """Accuracy recorded in the run's best checkpoint, and speed and size measured now on ``device``."""
     from yoloswap.engine import benchmark as bench
     from yoloswap.engine.checkpoint import load_checkpoint
-    from yoloswap.engine.model_io import detector_from_checkpoint
+    from yoloswap.engine.model_io import detector_from_checkpoint, inference_size
 
     path = best_weights(Path(run))
     ckpt = load_checkpoint(path)
     model, preset, _, names, _ = detector_from_checkpoint(ckpt, path)
     options = ckpt["config"]["options"]
-    size = img_size or int(options["img_size"])
+    size = inference_size(preset, int(options["img_size"]), img_size, path)
     metrics = _accuracy(ckpt, Path(run))
     report = bench.benchmark_detector(model, names, preset.name, size, 1, device, ("pytorch", "onnxruntime"),
                                       warmup, iters)

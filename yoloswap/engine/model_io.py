@@ -6,7 +6,7 @@ from pathlib import Path
 
 import torch
 
-from yoloswap.errors import CheckpointError
+from yoloswap.errors import CheckpointError, UsageError
 
 CHECKPOINT_FORMAT = "yoloswap-detector-v1"
 
@@ -50,3 +50,17 @@ def load_detector(path: Path | str, use_ema: bool = True):
 
     ckpt = load_checkpoint(Path(path))
     return detector_from_checkpoint(ckpt, path, use_ema)
+
+
+def inference_size(preset, trained: int, requested: int | None, path: Path | str) -> int:
+    """The input side to run the checkpoint at ``path`` with: ``requested`` (``--img-size``) or the size it was
+    trained at. A backbone built for a fixed size (windowed timm models, see ``probe.fit_to_size``) may not run at
+    another; that is one line naming the size that works, checked on the meta device before any image is read.
+    """
+    from yoloswap.probe import runs_at
+
+    size = requested or trained
+    if size != trained and not runs_at(preset, (size, size)):
+        raise UsageError(f"--img-size {size}: the backbone of {path} ({preset.name}) was built for {trained}x{trained} "
+                         f"inputs and does not run at {size}x{size}; use --img-size {trained}")
+    return size

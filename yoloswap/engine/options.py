@@ -164,7 +164,8 @@ HELP: dict[str, str] = {
     "close_mosaic": "Turn mosaic off for the last N epochs, but for at most a quarter of the run.",
     "val_interval": "Evaluate every N epochs (and after the last).",
     "ema": "Keep an exponential moving average of the weights and evaluate it.",
-    "amp": "Mixed precision on CUDA (bf16 where supported, else fp16).",
+    "amp": "Mixed precision: on CUDA bf16 where supported, else fp16; on a CPU with native bf16 (AVX512-BF16, "
+           "AMX) bf16, else fp32.",
     "compile": "Compile the model with torch.compile (slow first steps; may speed up long GPU runs).",
     "min_weights_fraction": "Stop unless this fraction of the backbone's tensors loaded (default 1.0).",
     "mosaic": "Probability of a 4-image mosaic.",

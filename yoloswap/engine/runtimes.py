@@ -31,6 +31,8 @@ class Runtime(Protocol):
 
     def infer(self, images01: torch.Tensor) -> torch.Tensor: ...
 
+    def size_for(self, requested: int | None) -> int: ...
+
 
 def detections_from_rows(rows: torch.Tensor, conf: float, iou: float, max_det: int = ops.MAX_DET) -> list[torch.Tensor]:
     """(B, P, 4 + nc) contract rows -> per image (K, 6) [x1, y1, x2, y2, score, cls], best first.
@@ -71,6 +73,10 @@ class _RuntimeBase:
                 max_det: int = ops.MAX_DET) -> list[torch.Tensor]:
         return detections_from_rows(self.infer(images01), conf, iou, max_det)
 
+    def size_for(self, requested: int | None) -> int:
+        """The input side to run at: ``--img-size`` when given, else the file's own size."""
+        return requested or self.img_size
+
 
 class TorchRuntime(_RuntimeBase):
     """A yoloswap checkpoint run by PyTorch eager."""
@@ -88,6 +94,12 @@ class TorchRuntime(_RuntimeBase):
         self.names = names
         self.backbone = preset.name
         self.img_size = int(ckpt["config"]["options"]["img_size"])
+        self._preset, self._path = preset, path
+
+    def size_for(self, requested: int | None) -> int:
+        from yoloswap.engine.model_io import inference_size
+
+        return inference_size(self._preset, self.img_size, requested, self._path)
 
     def to(self, device):
         self.device = torch.device(device)

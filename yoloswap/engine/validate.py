@@ -21,9 +21,9 @@ class EvalOutput:
 
 
 def autocast_for(device: torch.device, dtype: torch.dtype | None):
-    """Mixed precision on CUDA (``dtype`` bf16/fp16), a no-op elsewhere."""
-    if device.type == "cuda" and dtype is not None:
-        return torch.autocast("cuda", dtype=dtype)
+    """Mixed precision on CUDA (``dtype`` bf16/fp16) or the CPU (bf16); a no-op for ``dtype`` None."""
+    if device.type in ("cuda", "cpu") and dtype is not None:
+        return torch.autocast(device.type, dtype=dtype)
     return contextlib.nullcontext()
 
 
