@@ -128,8 +128,9 @@ def seed_everything(seed: int) -> None:
 
 def amp_dtype_for(device: torch.device, enabled: bool) -> torch.dtype | None:
     """bf16 where the GPU supports it (no scaler needed), else fp16. On a CPU with native bf16 arithmetic
-    (AVX512-BF16 or AMX) bf16 too: measured on a 2-core AMD EPYC, a ConvNeXt-T training step at 224 px runs 2.6x
-    faster than in fp32 and a yolov5n one 1.3x (bench/RESULTS.md); other CPUs train in fp32, which bf16 would slow.
+    (AVX512-BF16 or AMX) bf16 too: measured on a 2-core AMD EPYC, a ConvNeXt-T training step at 224 px runs 2.4x
+    faster than in fp32 and a yolov5n one at 256 px 1.5x (bench/cpu_precision.py, bench/RESULTS.md section 7);
+    other CPUs train in fp32, which emulated bf16 would slow.
     """
     if not enabled:
         return None
