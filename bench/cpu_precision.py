@@ -1,17 +1,17 @@
-"""Training-step speed on the CPU in fp32 and in bf16 autocast: the figure behind ``amp_dtype_for``'s CPU rule.
+"""Training-step speed on the CPU in fp32 and in bf16 autocast: the figures behind ``engine/precision.py``.
 
 One forward and backward of the assembled detector (channels_last, as the trainer runs it) on a random batch, per
-backbone and precision; the best of ``--steps`` timed steps after one warm-up step. bf16 pays only where the CPU
-computes it natively (AVX512-BF16, AMX); the script says which this CPU is.
+backbone and precision; the best of ``--steps`` timed steps after one warm-up step. bf16 can pay only where the CPU
+computes it natively (AVX512-BF16, AMX), and even there not for every model (depthwise convolutions are slower in
+bf16), which is why a training run measures its own model once; the script says which CPU this is.
 
-    python bench/cpu_precision.py                                   # yolov5n 256, resnet50 224, convnext-tiny 224
+    python bench/cpu_precision.py                                   # the presets below, at 224 / 256 px
     python bench/cpu_precision.py --backbone convnext-tiny:224 --batch 16 --threads 2
 """
 
 from __future__ import annotations
 
 import argparse
-import platform
 import sys
 import time
 from pathlib import Path
@@ -22,9 +22,9 @@ import torch  # noqa: E402
 
 from yoloswap.assembly import build_detector  # noqa: E402
 from yoloswap.backbones.resolve import resolve_backbone  # noqa: E402
-from yoloswap.engine.trainer import cpu_has_native_bf16  # noqa: E402
+from yoloswap.engine.precision import cpu_has_native_bf16, cpu_model  # noqa: E402
 
-DEFAULT = ["yolov5n:256", "resnet50:224", "convnext-tiny:224"]
+DEFAULT = ["yolov5n:256", "resnet50:224", "convnext-tiny:224", "mobilenetv3-small:224", "efficientnet-b1:224"]
 
 
 def step_rate(model: torch.nn.Module, x: torch.Tensor, dtype: torch.dtype | None, steps: int) -> float:
@@ -40,16 +40,6 @@ def step_rate(model: torch.nn.Module, x: torch.Tensor, dtype: torch.dtype | None
         if i:
             best = min(best, time.perf_counter() - start)
     return x.shape[0] / best
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def main() -> None:

@@ -84,7 +84,7 @@ def model_only(name: str, args: argparse.Namespace, device) -> dict:
     from yoloswap.backbones.freeze import apply_freezing
     from yoloswap.engine.ema import ModelEMA
     from yoloswap.engine.optim import build_optimizer
-    from yoloswap.engine.trainer import amp_dtype_for
+    from yoloswap.engine.precision import amp_dtype_for
     from yoloswap.engine.validate import autocast_for
     from yoloswap.assembly import build_detector
     from yoloswap.backbones.resolve import resolve_backbone

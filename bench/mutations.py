@@ -145,14 +145,14 @@ MUTATIONS: tuple[Mutation, ...] = (
       '"pad": pad, "orig_size": image.shape[:2]', '"pad": pad[::-1], "orig_size": image.shape[:2]',
       "predict undoes the padding on the wrong axes", LETTERBOX),
     # --- AMP
-    m("amp-fp16-where-bf16", "yoloswap/engine/trainer.py",
+    m("amp-fp16-where-bf16", "yoloswap/engine/precision.py",
       "torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16",
       "torch.float16 if torch.cuda.is_bf16_supported() else torch.bfloat16",
       "AMP dtype choice inverted", "tests/test_run_setup.py"),
-    m("amp-ignores-no-amp", "yoloswap/engine/trainer.py",
+    m("amp-ignores-no-amp", "yoloswap/engine/precision.py",
       "    if not enabled:\n        return None\n", "",
       "--no-amp ignored", "tests/test_run_setup.py"),
-    m("amp-cpu-bf16-everywhere", "yoloswap/engine/trainer.py",
+    m("amp-cpu-bf16-everywhere", "yoloswap/engine/precision.py",
       "return torch.bfloat16 if cpu_has_native_bf16() else None", "return torch.bfloat16",
       "a CPU without native bf16 trains in (slow, emulated) bf16", "tests/test_run_setup.py"),
     # --- mosaic, --time, run folders

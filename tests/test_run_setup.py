@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from yoloswap.engine import trainer
-from yoloswap.engine.trainer import amp_dtype_for, claim_run_dir, fit_epochs_to_time, new_run_dir
+from yoloswap.engine import precision
+from yoloswap.engine.precision import amp_dtype_for
+from yoloswap.engine.trainer import claim_run_dir, fit_epochs_to_time, new_run_dir
 from yoloswap.errors import TrainingError
 
 CUDA = torch.device("cuda")
@@ -21,13 +22,13 @@ def test_amp_uses_bf16_where_the_gpu_has_it_else_fp16(monkeypatch, bf16, expecte
 
 @pytest.mark.parametrize("native, expected", [(True, torch.bfloat16), (False, None)])
 def test_a_cpu_trains_in_bf16_only_where_it_computes_bf16_natively(monkeypatch, native, expected):
-    monkeypatch.setattr(trainer, "cpu_has_native_bf16", lambda: native)
+    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: native)
     assert amp_dtype_for(torch.device("cpu"), enabled=True) is expected  # else fp32: emulated bf16 is slower
 
 
 def test_no_amp_when_switched_off(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
-    monkeypatch.setattr(trainer, "cpu_has_native_bf16", lambda: True)
+    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: True)
     assert amp_dtype_for(CUDA, enabled=False) is None  # --no-amp
     assert amp_dtype_for(torch.device("cpu"), enabled=False) is None
 

@@ -33,6 +33,7 @@ from yoloswap.engine.checkpoint import load_checkpoint, rng_state, save_checkpoi
 from yoloswap.engine.ema import ModelEMA, unwrap
 from yoloswap.engine.model_io import CHECKPOINT_FORMAT, is_detector_checkpoint
 from yoloswap.engine.options import TrainOptions, default_workers
+from yoloswap.engine.precision import amp_dtype_for, cpu_precision, precision_name, seconds_per_step
 from yoloswap.engine.schedule import Schedule
 from yoloswap.engine.validate import autocast_for, evaluate
 from yoloswap.errors import CheckpointError, TrainingError, UsageError
@@ -126,29 +127,6 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def amp_dtype_for(device: torch.device, enabled: bool) -> torch.dtype | None:
-    """bf16 where the GPU supports it (no scaler needed), else fp16. On a CPU with native bf16 arithmetic
-    (AVX512-BF16 or AMX) bf16 too: measured on a 2-core AMD EPYC, a ConvNeXt-T training step at 224 px runs 2.4x
-    faster than in fp32 and a yolov5n one at 256 px 1.5x (bench/cpu_precision.py, bench/RESULTS.md section 7);
-    other CPUs train in fp32, which emulated bf16 would slow.
-    """
-    if not enabled:
-        return None
-    if device.type == "cpu":
-        return torch.bfloat16 if cpu_has_native_bf16() else None
-    if device.type != "cuda":
-        return None
-    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-
-
-def cpu_has_native_bf16() -> bool:
-    """Whether oneDNN runs bf16 convolutions and matrix products natively on this CPU."""
-    try:
-        return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):  # a build without oneDNN
-        return False
-
-
 def build_run(options: TrainOptions, out: Path, log=print, resume_ckpt: dict | None = None,
               dist: distributed.Dist = distributed.Dist()) -> tuple[Run, Any]:
     """Model, data, optimizer and schedule for ``options``; restored from ``resume_ckpt`` when given."""
@@ -224,6 +202,9 @@ def build_run(options: TrainOptions, out: Path, log=print, resume_ckpt: dict | N
     apply_freezing(model.backbone, preset.frozen_stages, preset.norm_eval)
     model.to(device, memory_format=torch.channels_last)  # faster convolutions on both CPU and GPU
     amp_dtype = amp_dtype_for(device, options.amp)
+    if amp_dtype is not None and device.type == "cpu":  # bf16 only where it is faster for this model
+        amp_dtype = distributed.broadcast(dist, cpu_precision(
+            model, {"model": preset.to_dict()["model"], "plan": plan.to_dict()}, per_rank_batch, options.img_size, log))
 
     # --- optimisation: `auto` resolved to a concrete optimizer and lr (recorded in the options, so config.yaml,
     # a resume and a replay all use the same); nominal batch by accumulation, weight decay scaled to match
@@ -274,33 +255,11 @@ def _choose_optimizer(options: TrainOptions, preset, num_classes: int, images: i
     if options.time is not None and options.optimizer == "auto" and options.lr is None and steps > SHORT_RUN_STEPS:
         # Only when the run could be long does its speed matter: time a step of the model (no data loading, so
         # an upper bound of the steps the budget holds) and count the epochs that fit.
-        per_epoch_s = math.ceil(images / batch) * _seconds_per_step(model, batch, options.img_size, device, amp_dtype)
+        per_epoch_s = math.ceil(images / batch) * seconds_per_step(model, batch, options.img_size, device, amp_dtype)
         fit = max(1, min(options.epochs, int(options.time * 60 // max(per_epoch_s, 1e-9))))
         steps = optimizer_steps(images, options.batch_size, options.nominal_batch, fit)
         note = f" (--time {options.time:g} min: about {fit} epochs)"
     return choose_optimizer(options.optimizer, options.lr, preset.optimizer, num_classes, steps, note)
-
-
-def _seconds_per_step(model: torch.nn.Module, batch: int, size: int, device: torch.device, amp_dtype) -> float:
-    """Forward + backward time of one batch of noise (the second of two, after warm-up); the model's weights and
-    BatchNorm statistics are left exactly as they were."""
-    buffers = {k: v.clone() for k, v in model.named_buffers()}
-    x = torch.rand(batch, 3, size, size, device=device).contiguous(memory_format=torch.channels_last)
-    was_training = model.training
-    model.train()
-    elapsed = 0.0
-    for _ in range(2):
-        start = time.perf_counter()
-        with autocast_for(device, amp_dtype):
-            outputs = model(x)
-        sum(o.float().mean() for o in outputs).backward()
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        elapsed = time.perf_counter() - start
-    model.zero_grad(set_to_none=True)
-    model.load_state_dict(buffers, strict=False)
-    model.train(was_training)
-    return elapsed
 
 
 def _build_backbone(preset):
@@ -705,6 +664,7 @@ def _config(run: Run) -> dict:
         "names": list(run.names),
         "weights_report": run.weights_report,
         "optimizer_choice": run.optimizer_reason,
+        "precision": precision_name(run.amp_dtype),
         "max_epochs": run.max_epochs,
     }
 
