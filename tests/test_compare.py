@@ -128,3 +128,10 @@ def test_a_misspelled_backbone_is_refused_before_anything_trains(cli, tmp_path, 
     code, _, err = cli("compare", "--backbones", "yolov5n,convnxt-tiny", "--epochs", "1", "--out", str(out))
     assert code == 2 and "did you mean 'convnext-tiny'" in err
     assert trained == [] and not out.exists()
+
+
+def test_the_epochs_column_counts_the_epochs_trained_not_the_best_checkpoints(tmp_path):
+    """A run whose best mAP came at epoch 2 of 3 trained 3 epochs; its best.pt says epoch index 1."""
+    (tmp_path / "metrics.csv").write_text("epoch,metrics/mAP50-95\n1,0.1\n2,0.3\n3,0.2\n")
+    assert cmp.epochs_trained(tmp_path, {"epoch": 1}) == 3
+    assert cmp.epochs_trained(tmp_path / "elsewhere", {"epoch": 1}) == 2  # no metrics.csv: the checkpoint's

@@ -23,7 +23,7 @@ def _own_home(tmp_path, monkeypatch):
 def fake_timings(monkeypatch, fp32_s: float, bf16_s: float) -> list:
     calls = []
 
-    def timed(model, batch, size, device, dtype):
+    def timed(model, batch, size, device, dtype, timed=1):
         calls.append(dtype)
         return bf16_s if dtype == torch.bfloat16 else fp32_s
 
@@ -31,9 +31,11 @@ def fake_timings(monkeypatch, fp32_s: float, bf16_s: float) -> list:
     return calls
 
 
-@pytest.mark.parametrize("fp32_s, bf16_s, expected", [(2.7, 1.1, torch.bfloat16), (0.11, 0.15, None)])
+@pytest.mark.parametrize("fp32_s, bf16_s, expected", [(2.7, 1.1, torch.bfloat16), (0.11, 0.15, None),
+                                                      (0.79, 0.73, None)])
 def test_the_faster_arithmetic_is_kept(monkeypatch, fp32_s, bf16_s, expected):
-    """ConvNeXt-like (bf16 2.4x faster) keeps bf16; MobileNet-like (bf16 slower: depthwise convolutions) fp32."""
+    """ConvNeXt-like (bf16 2.4x faster) keeps bf16; MobileNet-like (bf16 slower: depthwise convolutions) fp32; a
+    gain within the noise of two timed steps (EfficientNet-B1: 0.92x measured carefully) fp32 too."""
     fake_timings(monkeypatch, fp32_s, bf16_s)
     said = []
     assert cpu_precision(torch.nn.Identity(), MODEL, 16, 224, said.append) is expected

@@ -104,8 +104,21 @@ def row_from_run(run: Path, device: torch.device, warmup: int = 3, iters: int = 
         map50=round(metrics["map50"], 4), latency_ms=torch_t["median_ms"], latency_p90_ms=torch_t["p90_ms"],
         onnx_ms=by_runtime["onnxruntime"]["median_ms"] if "onnxruntime" in by_runtime else None,
         params_m=report["params_m"], gflops=report["gflops"], img_size=size, device=device.type,
-        epochs=int(ckpt.get("epoch", -1)) + 1, run=str(run),
+        epochs=epochs_trained(Path(run), ckpt), run=str(run),
     )
+
+
+def epochs_trained(run: Path, ckpt: dict) -> int:
+    """Epochs the run trained: its metrics.csv rows (the best checkpoint may come from an earlier epoch), else
+    the checkpoint's own epoch."""
+    from yoloswap.engine.plots import read_metrics_csv
+
+    csv_path = run / "metrics.csv"
+    if csv_path.is_file():
+        epochs, _ = read_metrics_csv(csv_path)
+        if epochs:
+            return int(max(epochs))
+    return int(ckpt.get("epoch", -1)) + 1
 
 
 def _accuracy(ckpt: dict, run: Path) -> dict:

@@ -23,6 +23,9 @@ from yoloswap.engine.validate import autocast_for
 from yoloswap.home import yoloswap_home
 
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": None}
+# bf16 is kept only when a step takes at most this share of fp32's: it costs precision, so a tie (or a 5% gain
+# that two timed steps on a busy CPU cannot tell from noise) goes to fp32
+BF16_MIN_GAIN = 0.9
 
 
 def precision_name(dtype: torch.dtype | None) -> str:
@@ -52,8 +55,9 @@ def cpu_has_native_bf16() -> bool:
 
 
 def cpu_precision(model: torch.nn.Module, describe: dict, batch: int, size: int, log=print) -> torch.dtype | None:
-    """bf16 or fp32 (``None``) for training ``model`` on this CPU, whichever ran a step faster; measured once per
-    ``describe`` (what makes the model the model: preset spec, plan), batch and size, then read back."""
+    """bf16 (when a step is clearly faster in it, :data:`BF16_MIN_GAIN`) or fp32 (``None``) for training ``model`` on
+    this CPU; measured once per ``describe`` (what makes the model the model: preset spec, plan), batch and size,
+    then read back."""
     key = {"model": describe, "batch": batch, "size": size, "cpu": cpu_model(), "threads": torch.get_num_threads(),
            "torch": torch.__version__, "v": 1}
     path = yoloswap_home() / "cpu-precision" / (hashlib.sha256(json.dumps(key, sort_keys=True, default=str)
@@ -64,9 +68,9 @@ def cpu_precision(model: torch.nn.Module, describe: dict, batch: int, size: int,
     except (OSError, ValueError, KeyError):
         pass  # not measured yet (or a damaged entry): measure
     device = torch.device("cpu")
-    fp32_s = seconds_per_step(model, batch, size, device, None)
-    bf16_s = seconds_per_step(model, batch, size, device, torch.bfloat16)
-    chosen = "bf16" if bf16_s < fp32_s else "fp32"
+    fp32_s = seconds_per_step(model, batch, size, device, None, timed=2)
+    bf16_s = seconds_per_step(model, batch, size, device, torch.bfloat16, timed=2)
+    chosen = "bf16" if bf16_s < BF16_MIN_GAIN * fp32_s else "fp32"
     log(f"precision: {'bf16 autocast' if chosen == 'bf16' else 'fp32'} (a training step took {bf16_s:.2f} s in bf16, "
         f"{fp32_s:.2f} s in fp32 on this CPU; remembered in {path.parent})")
     try:
@@ -79,25 +83,27 @@ def cpu_precision(model: torch.nn.Module, describe: dict, batch: int, size: int,
     return DTYPES[chosen]
 
 
-def seconds_per_step(model: torch.nn.Module, batch: int, size: int, device: torch.device, amp_dtype) -> float:
-    """Forward + backward time of one batch of noise (the second of two, after warm-up); the model's weights and
-    BatchNorm statistics are left exactly as they were."""
+def seconds_per_step(model: torch.nn.Module, batch: int, size: int, device: torch.device, amp_dtype,
+                     timed: int = 1) -> float:
+    """Forward + backward time of one batch of noise (the fastest of ``timed`` steps after a warm-up step); the
+    model's weights and BatchNorm statistics are left exactly as they were."""
     buffers = {k: v.clone() for k, v in model.named_buffers()}
     was_training = model.training
     model.train()
-    elapsed = 0.0
+    elapsed = float("inf")
     # the random numbers drawn here (the noise, dropout, drop path) must not shift the run's seeded stream: a run
     # that measures and one that reads the measurement back train identically
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         x = torch.rand(batch, 3, size, size, device=device).contiguous(memory_format=torch.channels_last)
-        for _ in range(2):
+        for step in range(1 + timed):
             start = time.perf_counter()
             with autocast_for(device, amp_dtype):
                 outputs = model(x)
             sum(o.float().mean() for o in outputs).backward()
             if device.type == "cuda":
                 torch.cuda.synchronize(device)
-            elapsed = time.perf_counter() - start
+            if step:
+                elapsed = min(elapsed, time.perf_counter() - start)
     model.zero_grad(set_to_none=True)
     model.load_state_dict(buffers, strict=False)
     model.train(was_training)
