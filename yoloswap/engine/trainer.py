@@ -202,9 +202,11 @@ def build_run(options: TrainOptions, out: Path, log=print, resume_ckpt: dict | N
     apply_freezing(model.backbone, preset.frozen_stages, preset.norm_eval)
     model.to(device, memory_format=torch.channels_last)  # faster convolutions on both CPU and GPU
     amp_dtype = amp_dtype_for(device, options.amp)
-    if amp_dtype is not None and device.type == "cpu":  # bf16 only where it is faster for this model
-        amp_dtype = distributed.broadcast(dist, cpu_precision(
-            model, {"model": preset.to_dict()["model"], "plan": plan.to_dict()}, per_rank_batch, options.img_size, log))
+    if amp_dtype is not None and device.type == "cpu":
+        # bf16 only where it is faster for this model; rank 0 measures (alone on the cores), every rank follows it
+        describe = {"model": preset.to_dict()["model"], "plan": plan.to_dict()}
+        measured = cpu_precision(model, describe, per_rank_batch, options.img_size, log) if dist.main else None
+        amp_dtype = distributed.broadcast(dist, measured)
 
     # --- optimisation: `auto` resolved to a concrete optimizer and lr (recorded in the options, so config.yaml,
     # a resume and a replay all use the same); nominal batch by accumulation, weight decay scaled to match
