@@ -17,7 +17,7 @@ from yoloswap.backbones.weights import load_backbone_weights
 from yoloswap.engine.checkpoint import load_checkpoint
 from yoloswap.engine.model_io import load_detector
 from yoloswap.errors import YoloswapError
-from yoloswap.probe import fit_to_size, probe_backbone
+from yoloswap.probe import fit_to_size, probe, probe_backbone
 
 MODEL = "timm:test_coatnet"
 
@@ -31,6 +31,7 @@ def test_a_windowed_model_is_built_for_the_requested_size_when_it_runs_only_at_i
     assert fitted.model.kwargs == {"img_size": [64, 64]}
     with torch.device("meta"):
         assert probe_backbone(build_backbone(fitted), (64, 64), preset.name).strides == (8, 16, 32)
+    assert probe(preset, (64, 64), "meta").channels == (64, 96, 128)  # probe-channels, info: the same rule
 
 
 @pytest.mark.parametrize("name, size", [
