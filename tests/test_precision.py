@@ -84,3 +84,23 @@ def test_a_cpu_run_records_its_arithmetic_in_config_yaml(cli, tmp_path, monkeypa
     assert code == 0, err
     assert "precision: fp32" in err
     assert yaml.safe_load((run / "config.yaml").read_text())["precision"] == "fp32"
+
+
+def test_a_resumed_run_continues_in_the_arithmetic_it_started_in(cli, tmp_path, monkeypatch):
+    """Even when the remembered measurement is gone and a new one would choose otherwise (another machine)."""
+    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: True)
+    fake_timings(monkeypatch, 0.2, 0.1)  # bf16 faster
+    data = ultralytics_set(tmp_path / "data", names_as_dict=False, n_train=2, n_val=1)
+    run = tmp_path / "run"
+    code, _, err = cli("train", "--backbone", "yolov5n", "--data", str(data), "--epochs", "1", "--img-size", "64",
+                       "--batch-size", "2", "--workers", "0", "--device", "cpu", "--out", str(run))
+    assert code == 0 and "precision: bf16" in err, err
+
+    import shutil
+
+    shutil.rmtree(tmp_path / "home" / "cpu-precision")
+    fake_timings(monkeypatch, 0.1, 0.2)  # a new measurement would now pick fp32
+    code, _, err = cli("train", "--resume", str(run), "--epochs", "2")
+    assert code == 0, err
+    assert "precision:" not in err  # not measured again
+    assert yaml.safe_load((run / "config.yaml").read_text())["precision"] == "bf16"

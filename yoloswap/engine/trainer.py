@@ -33,7 +33,7 @@ from yoloswap.engine.checkpoint import load_checkpoint, rng_state, save_checkpoi
 from yoloswap.engine.ema import ModelEMA, unwrap
 from yoloswap.engine.model_io import CHECKPOINT_FORMAT, is_detector_checkpoint
 from yoloswap.engine.options import TrainOptions, default_workers
-from yoloswap.engine.precision import amp_dtype_for, cpu_precision, precision_name, seconds_per_step
+from yoloswap.engine.precision import DTYPES, amp_dtype_for, cpu_precision, precision_name, seconds_per_step
 from yoloswap.engine.schedule import Schedule
 from yoloswap.engine.validate import autocast_for, evaluate
 from yoloswap.errors import CheckpointError, TrainingError, UsageError
@@ -202,9 +202,14 @@ def build_run(options: TrainOptions, out: Path, log=print, resume_ckpt: dict | N
     apply_freezing(model.backbone, preset.frozen_stages, preset.norm_eval)
     model.to(device, memory_format=torch.channels_last)  # faster convolutions on both CPU and GPU
     amp_dtype = amp_dtype_for(device, options.amp)
-    if amp_dtype is not None and device.type == "cpu":
-        # bf16 only where it is faster for this model; rank 0 measures (alone on the cores), every rank follows it
-        describe = {"model": preset.to_dict()["model"], "plan": plan.to_dict()}
+    recorded = (resume_ckpt or {}).get("config", {}).get("precision")
+    if amp_dtype is not None and device.type == "cpu" and recorded in DTYPES:
+        amp_dtype = DTYPES[recorded]  # a resumed run continues in the arithmetic it started in
+    elif amp_dtype is not None and device.type == "cpu":
+        # bf16 only where it is faster for this model; rank 0 measures (alone on the cores), every rank follows it.
+        # The anchors do not change the arithmetic, and are left out so a run and its resume agree on the key.
+        describe = {"model": preset.to_dict()["model"],
+                    "plan": {k: v for k, v in plan.to_dict().items() if k != "anchors"}}
         measured = cpu_precision(model, describe, per_rank_batch, options.img_size, log) if dist.main else None
         amp_dtype = distributed.broadcast(dist, measured)
 
