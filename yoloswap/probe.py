@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING
 
 from yoloswap.errors import UsageError, YoloswapError
-from yoloswap.home import yoloswap_home
+from yoloswap.home import read_remembered, remember, remembered_path
 from yoloswap.presets import Preset
 
 if TYPE_CHECKING:  # torch is imported inside functions: a cached probe needs none of it
@@ -251,8 +251,6 @@ def cached_probe(preset: Preset, img_size: tuple[int, int] = (640, 640)) -> Prob
     repeat listing reads the measurements instead of importing them again. Any change to the preset's model
     or to a library version measures afresh.
     """
-    import hashlib
-    import json
     from importlib import metadata
 
     versions = {}
@@ -262,21 +260,15 @@ def cached_probe(preset: Preset, img_size: tuple[int, int] = (640, 640)) -> Prob
         except metadata.PackageNotFoundError:
             versions[lib] = None
     spec = {"model": preset.to_dict()["model"], "name": preset.name, "img": list(img_size), "v": versions, "fmt": 1}
-    key = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:24]
-    path = yoloswap_home() / "probe-cache" / f"{key}.json"
-    if path.is_file():
+    path = remembered_path("probe-cache", spec)
+    known = read_remembered(path)
+    if known is not None:
         try:
-            return ProbeResult.from_dict(json.loads(path.read_text()))
+            return ProbeResult.from_dict(known)
         except (ValueError, KeyError, TypeError):
             pass  # a damaged cache entry is measured again
     result = probe(preset, img_size, "meta")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(result.to_dict()))
-        tmp.replace(path)
-    except OSError:
-        pass  # a read-only home only costs speed
+    remember(path, result.to_dict())
     return result
 
 

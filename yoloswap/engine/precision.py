@@ -4,15 +4,13 @@ On CUDA the choice is a property of the card (bf16 where supported, else fp16 wi
 computes bf16 natively (AVX512-BF16, AMX) it depends on the model: measured on a 2-core AMD EPYC
 (``bench/cpu_precision.py``), bf16 autocast makes a ConvNeXt-T training step 2.4x faster and a yolov5n one 1.4x,
 but a MobileNetV3-S one 0.75x and an EfficientNet-B1 one 0.92x (oneDNN's depthwise convolutions are slower in
-bf16). So the first run of a model on such a CPU times one step each way and keeps the faster; the answer is
-remembered in the yoloswap home, keyed on the model, batch, size, CPU and library, so later runs (and a resumed
-run) train in the same arithmetic without measuring again.
+bf16). So the first run of a model on such a CPU times one step each way and keeps bf16 only when it is clearly
+faster; the answer is remembered in the yoloswap home, keyed on the model, batch, size, CPU and library, so later
+runs train in the same arithmetic without measuring again (a resumed run follows its checkpoint).
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import platform
 import time
 from pathlib import Path
@@ -20,7 +18,7 @@ from pathlib import Path
 import torch
 
 from yoloswap.engine.validate import autocast_for
-from yoloswap.home import yoloswap_home
+from yoloswap.home import read_remembered, remember, remembered_path
 
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": None}
 # bf16 is kept only when a step takes at most this share of fp32's: it costs precision, so a tie (or a 5% gain
@@ -60,26 +58,17 @@ def cpu_precision(model: torch.nn.Module, describe: dict, batch: int, size: int,
     then read back."""
     key = {"model": describe, "batch": batch, "size": size, "cpu": cpu_model(), "threads": torch.get_num_threads(),
            "torch": torch.__version__, "v": 1}
-    path = yoloswap_home() / "cpu-precision" / (hashlib.sha256(json.dumps(key, sort_keys=True, default=str)
-                                                                 .encode()).hexdigest()[:24] + ".json")
-    try:
-        known = json.loads(path.read_text())
+    path = remembered_path("cpu-precision", key)
+    known = read_remembered(path)
+    if known is not None and known.get("dtype") in DTYPES:
         return DTYPES[known["dtype"]]
-    except (OSError, ValueError, KeyError):
-        pass  # not measured yet (or a damaged entry): measure
     device = torch.device("cpu")
     fp32_s = seconds_per_step(model, batch, size, device, None, timed=2)
     bf16_s = seconds_per_step(model, batch, size, device, torch.bfloat16, timed=2)
     chosen = "bf16" if bf16_s < BF16_MIN_GAIN * fp32_s else "fp32"
     log(f"precision: {'bf16 autocast' if chosen == 'bf16' else 'fp32'} (a training step took {bf16_s:.2f} s in bf16, "
         f"{fp32_s:.2f} s in fp32 on this CPU; remembered in {path.parent})")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"dtype": chosen, "bf16_s": bf16_s, "fp32_s": fp32_s, "key": key}, default=str))
-        tmp.replace(path)
-    except OSError:
-        pass  # a read-only home: the next run measures again
+    remember(path, {"dtype": chosen, "bf16_s": bf16_s, "fp32_s": fp32_s, "key": key})
     return DTYPES[chosen]
 
 
