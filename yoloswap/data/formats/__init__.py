@@ -14,6 +14,7 @@ line or entry); unusable images are skipped and counted; boxes wholly outside th
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 from pathlib import Path
 from types import ModuleType
@@ -63,7 +64,7 @@ def load_data_config(path: str | Path) -> DataConfig:
     fmt = str(doc.get("format", "yolo")).lower()
     if fmt not in FORMATS:
         raise DataError(f"{source}: field 'format' must be 'yolo' or 'coco', got {doc['format']!r}")
-    return FORMATS[fmt].read_config(source, doc, root)
+    return dataclasses.replace(FORMATS[fmt].read_config(source, doc, root), scanner=load_split)
 
 
 def _resolve_root(source: Path, doc: dict) -> Path:

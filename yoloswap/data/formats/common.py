@@ -80,6 +80,9 @@ class DataConfig:
     root: Path
     format: str  # a key of yoloswap.data.formats.FORMATS
     split_sources: dict[str, SplitSource] = field(repr=False, compare=False)
+    # scans one split: the format table's ``load_split``, handed in by ``load_data_config`` so that this module
+    # never imports its own package (the formats import this module)
+    scanner: Callable[[DataConfig, SplitSource], Split] | None = field(default=None, repr=False, compare=False)
     _loaded: dict[str, Split] = field(default_factory=dict, repr=False, compare=False)
 
     @property
@@ -92,14 +95,14 @@ class DataConfig:
 
     def split(self, name: str) -> Split:
         """Scan (or read from cache) the split ``name``: "train", "val" or "test" (when the YAML has one)."""
-        from yoloswap.data.formats import load_split
-
         if name not in self._loaded:
             if name not in self.split_sources:
                 raise DataError(f"{self.source}: field '{name}' is missing")
             if self.split_sources[name].problem:
                 raise DataError(self.split_sources[name].problem)
-            self._loaded[name] = load_split(self, self.split_sources[name])
+            if self.scanner is None:
+                raise DataError(f"{self.source}: read it with yoloswap.data.formats.load_data_config")
+            self._loaded[name] = self.scanner(self, self.split_sources[name])
         return self._loaded[name]
 
 
