@@ -73,7 +73,7 @@ def bench_cli(repeats: int) -> list[tuple[str, float, str, str]]:
 def bench_imports() -> list[tuple[str, float]]:
     """First-import cost of what a probe needs, in this process (which has imported none of it yet)."""
     rows = []
-    for module in ("torch", "torchvision", "timm", "yoloswap.backbones.build"):
+    for module in ("torch", "torchvision", "timm", "yoloswap.backbones.sources"):
         start = time.perf_counter()
         __import__(module)
         rows.append((module, time.perf_counter() - start))
@@ -82,9 +82,9 @@ def bench_imports() -> list[tuple[str, float]]:
 
 def bench_probes(img_size: int, repeats: int, devices: list[str]) -> list[dict]:
     """Probe seconds (build + dummy forward) per preset and device; median of ``repeats`` after the imports."""
-    from yoloswap.presets import preset_names
+    from yoloswap.config.presets import preset_names
     from yoloswap.backbones.resolve import resolve_backbone
-    from yoloswap.probe import probe
+    from yoloswap.backbones.probe import probe
 
     rows = []
     for name in preset_names():

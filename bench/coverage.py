@@ -58,10 +58,10 @@ def measure(source: str, name: str, family: str) -> dict:
     warnings.filterwarnings("ignore")
     import torch
 
-    from yoloswap.backbones.build import build_backbone
+    from yoloswap.backbones.sources import build_backbone
     from yoloswap.errors import YoloswapError
     from yoloswap.backbones.resolve import library_preset
-    from yoloswap.probe import fit_to_size, probe_backbone, working_size
+    from yoloswap.backbones.probe import fit_to_size, probe_backbone, working_size
 
     row = {"source": source, "name": name, "family": family, "version": installed_versions()[source], "status": "refused",
            "channels": "", "strides": "", "declared": "", "params": "", "img_size": "", "seconds": "", "reason": ""}

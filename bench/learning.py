@@ -23,7 +23,7 @@ Which figures are comparable: each tool's own per-epoch mAP comes from its own e
 the COCO protocol; Ultralytics: its own AP code, close to but not the COCO protocol). So the final checkpoints of
 both (best.pt and last.pt) are also re-scored here by one harness: predictions at score 0.001, NMS IoU 0.65, at most
 300 per image, on the same val images, ground truth read from the same label files, scored by yoloswap's COCO
-evaluator (`yoloswap.engine.evaluator.CocoAccumulator`). Those re-scored rows are the like-for-like comparison.
+evaluator (`yoloswap.evaluation.coco.CocoAccumulator`). Those re-scored rows are the like-for-like comparison.
 
 Ultralytics gets a copy of the built-in set (it writes label caches beside the labels, and resolves a relative
 `path:` against its own data-sets folder), so yoloswap's cache is never touched.
@@ -179,7 +179,7 @@ def val_ground_truth(data_yaml: Path):
     """(image files, EvalImages, names) of the val split, read from the label files the way both tools read them."""
     from PIL import Image
 
-    from yoloswap.engine.evaluator import EvalImage
+    from yoloswap.evaluation.coco import EvalImage
 
     spec = yaml.safe_load(data_yaml.read_text())
     root = (data_yaml.parent / spec.get("path", ".")).resolve()
@@ -199,7 +199,7 @@ def val_ground_truth(data_yaml: Path):
 
 
 def coco_score(files, images, names, dets_by_name: dict[str, np.ndarray]) -> dict:
-    from yoloswap.engine.evaluator import CocoAccumulator
+    from yoloswap.evaluation.coco import CocoAccumulator
 
     acc = CocoAccumulator(names)
     for path, image in zip(files, images):
@@ -211,8 +211,8 @@ def yoloswap_predictions(weights: Path, files: list[Path], img_size: int, device
                          ) -> dict[str, np.ndarray]:
     import torch
 
-    from yoloswap.engine.model_io import load_detector
-    from yoloswap.engine.predict import predict_images
+    from yoloswap.assembly import load_detector
+    from yoloswap.deploy.predict import predict_images
 
     model = load_detector(weights)[0]
     return {path.name: dets.numpy() for path, _, dets in

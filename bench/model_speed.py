@@ -26,7 +26,7 @@ import time
 import torch
 
 from yoloswap.assembly import build_detector, describe_detector
-from yoloswap.presets import preset_names
+from yoloswap.config.presets import preset_names
 from yoloswap.backbones.resolve import resolve_backbone
 
 BOXES_PER_IMAGE = 4

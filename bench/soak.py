@@ -33,7 +33,7 @@ sys.path.insert(0, str(ROOT))
 
 from tests.make_data import ultralytics_set  # noqa: E402
 
-from yoloswap.engine.checkpoint import load_checkpoint  # noqa: E402
+from yoloswap.checkpoint import load_checkpoint  # noqa: E402
 
 
 def train_command(data: Path, run: Path, epochs: int, seed: int) -> list[str]:

@@ -10,7 +10,7 @@ import torch
 from yoloswap.errors import UsageError
 from yoloswap.losses import YOLOv5Loss
 from yoloswap.assembly import build_detector, neck_channels_for, parse_neck_width
-from yoloswap.presets import preset_names
+from yoloswap.config.presets import preset_names
 from yoloswap.backbones.resolve import resolve_backbone
 
 ALL = preset_names()

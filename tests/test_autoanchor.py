@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from yoloswap.data.formats import Sample
-from yoloswap.engine.autoanchor import MIN_BPR, best_possible_recall, check_anchors, evolve_anchors, training_box_sizes
+from yoloswap.train.autoanchor import MIN_BPR, best_possible_recall, check_anchors, evolve_anchors, training_box_sizes
 from yoloswap.assembly import DetectorPlan
 from yoloswap.models.head import COCO_ANCHORS, YOLOv5Head
 from yoloswap.models.yolov8_head import YOLOv8Head
@@ -104,7 +104,7 @@ def thin_box_set(root: Path) -> Path:
 
 
 def test_training_evolves_anchors_into_the_checkpoint_unless_told_not_to(cli, tmp_path):
-    from yoloswap.engine.checkpoint import load_checkpoint
+    from yoloswap.checkpoint import load_checkpoint
 
     data = thin_box_set(tmp_path / "data")
     tiny = ["--backbone", "yolov5n", "--epochs", "1", "--img-size", "64", "--batch-size", "4", "--workers", "0",

@@ -12,7 +12,7 @@ from yoloswap.backbones.construct import construct
 from yoloswap.backbones.resolve import library_preset, resolve_backbone
 from yoloswap.backbones.sources import SOURCES, get_source
 from yoloswap.errors import UsageError, YoloswapError
-from yoloswap.probe import probe
+from yoloswap.backbones.probe import probe
 
 # torchvision classification models with no stride-8/16/32 pyramid at 640x640, and why (checked below).
 TORCHVISION_REFUSED = {
@@ -137,6 +137,6 @@ def test_the_table_builds_every_source():
 
 
 def library_preset_spec(source: str, name: str):
-    from yoloswap.presets import ModelSpec
+    from yoloswap.config.presets import ModelSpec
 
     return ModelSpec(source=source, name=name)

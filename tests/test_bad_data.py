@@ -357,7 +357,7 @@ def test_training_goes_on_past_skipped_images_and_writes_only_its_run_folder_and
 
 
 def test_predict_refuses_a_source_that_is_not_an_image(tmp_path: Path) -> None:
-    from yoloswap.engine.predict import iter_sources
+    from yoloswap.deploy.predict import iter_sources
 
     source = yolo_set(tmp_path)  # data.yaml: what a user passes by mistake
     with pytest.raises(DataError) as err:
@@ -367,7 +367,7 @@ def test_predict_refuses_a_source_that_is_not_an_image(tmp_path: Path) -> None:
 
 
 def test_predict_logs_an_unreadable_image_in_one_line_and_fails_when_none_is_readable(tmp_path, caplog) -> None:
-    from yoloswap.engine.predict import predict_images
+    from yoloswap.deploy.predict import predict_images
 
     bad = [truncated_jpeg(tmp_path / "cut.jpg"), write_png_bomb(tmp_path / "bomb.png", 9000, 9000)]
     (tmp_path / "cut.jpg").write_bytes(b"\xff\xd8\xff")  # not even a header

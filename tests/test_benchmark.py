@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from yoloswap.engine.benchmark import summarise, time_calls
+from yoloswap.deploy.benchmark import summarise, time_calls
 
 
 def test_median_p90_and_throughput_from_call_times():

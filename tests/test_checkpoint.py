@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 import torch
 
-from yoloswap.engine import checkpoint as ckpt_module
-from yoloswap.engine.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from yoloswap import checkpoint as ckpt_module
+from yoloswap.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from yoloswap.errors import CheckpointError
 
 

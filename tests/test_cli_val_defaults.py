@@ -57,7 +57,7 @@ def test_a_data_set_with_other_classes_is_refused_with_the_fix(cli, trained, tmp
 @pytest.mark.slow
 def test_val_says_pass_data_when_the_runs_data_is_gone(cli, trained, tmp_path, monkeypatch):
     _, run = trained
-    import yoloswap.engine.checkpoint as checkpoint
+    import yoloswap.checkpoint as checkpoint
 
     real = checkpoint.load_checkpoint
 

@@ -9,8 +9,8 @@ import pytest
 import torch
 from PIL import Image
 
-from yoloswap.engine import compare as cmp
-from yoloswap.engine.compare import CompareRow, mark_pareto, markdown_table, write_report
+from yoloswap.reports import compare as cmp
+from yoloswap.reports.compare import CompareRow, mark_pareto, markdown_table, write_report
 
 
 def row(name, map_, latency, params=1.0):
@@ -54,8 +54,8 @@ def test_report_writes_csv_markdown_and_chart(tmp_path):
 
 def test_a_finished_backbone_is_reused_and_an_interrupted_one_resumes(tmp_path, monkeypatch):
     from tests.test_export import write_checkpoint
-    from yoloswap.engine.checkpoint import load_checkpoint, save_checkpoint
-    from yoloswap.engine.options import TrainOptions
+    from yoloswap.checkpoint import load_checkpoint, save_checkpoint
+    from yoloswap.config.options import TrainOptions
 
     out = tmp_path / "cmp"
     done = out / "runs" / "yolov5n"
@@ -68,11 +68,11 @@ def test_a_finished_backbone_is_reused_and_an_interrupted_one_resumes(tmp_path, 
     save_checkpoint(ckpt, half / "weights" / "last.pt")
 
     calls = []
-    monkeypatch.setattr("yoloswap.engine.trainer.train", lambda options, out, exist_ok, resume, console: calls.append(
-        (options.backbone, out, resume)))
+    def train(options, out, exist_ok, resume, console):
+        calls.append((options.backbone, out, resume))
     monkeypatch.setattr(cmp, "row_from_run", lambda run, device: row(run.name, 0.1, 2.0))
     rows = cmp.compare_backbones(["yolov5n", "mobilenetv3-small", "timm:resnet18"], TrainOptions(epochs=3), out,
-                                 torch.device("cpu"))
+                                 torch.device("cpu"), train)
     assert [r.backbone for r in rows] == ["yolov5n", "mobilenetv3-small", "timm-resnet18"]
     assert calls == [("mobilenetv3-small", half, half),  # resumed
                      ("timm:resnet18", out / "runs" / "timm-resnet18", None)]  # yolov5n: not trained again
@@ -120,7 +120,7 @@ def test_accuracy_falls_back_to_the_best_epoch_of_metrics_csv(tmp_path):
 
 
 def test_a_misspelled_backbone_is_refused_before_anything_trains(cli, tmp_path, monkeypatch):
-    import yoloswap.engine.trainer as trainer
+    import yoloswap.train.loop as trainer
 
     trained = []
     monkeypatch.setattr(trainer, "train", lambda options, **kw: trained.append(options.backbone))

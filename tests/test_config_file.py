@@ -10,7 +10,7 @@ import yaml
 
 from tests.make_data import ultralytics_set
 from yoloswap.cli.app import main
-from yoloswap.engine.options import TrainOptions
+from yoloswap.config.options import TrainOptions
 
 TINY = ["--backbone", "yolov5n", "--epochs", "1", "--img-size", "64", "--batch-size", "4", "--workers", "0",
         "--device", "cpu"]
@@ -19,7 +19,7 @@ TINY = ["--backbone", "yolov5n", "--epochs", "1", "--img-size", "64", "--batch-s
 @pytest.fixture
 def resolved(monkeypatch):
     """Run `yoloswap train ARGS` up to the trainer and return the TrainOptions it would train with."""
-    import yoloswap.engine.trainer as trainer
+    import yoloswap.train.loop as trainer
 
     def run(*args: str) -> TrainOptions:
         seen = {}
@@ -34,7 +34,7 @@ def resolved(monkeypatch):
 @pytest.fixture(scope="module")
 def finished_run(tmp_path_factory):
     """A real one-epoch run with some non-default options, and the options it trained with."""
-    import yoloswap.engine.trainer as trainer
+    import yoloswap.train.loop as trainer
 
     root = tmp_path_factory.mktemp("configrun")
     data = ultralytics_set(root / "data", names_as_dict=False)

@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from tests.make_data import ultralytics_set
-from yoloswap.engine import checkpoint as ckpt_module
-from yoloswap.engine.checkpoint import load_checkpoint, save_checkpoint
+from yoloswap import checkpoint as ckpt_module
+from yoloswap.checkpoint import load_checkpoint, save_checkpoint
 from yoloswap.errors import CheckpointError
 
 

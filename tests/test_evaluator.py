@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from yoloswap.engine.evaluator import (
+from yoloswap.evaluation.coco import (
     CocoAccumulator,
     EvalImage,
     coco_gt_dict,

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from yoloswap.engine.export import (
+from yoloswap.deploy.export import (
     PARITY_ATOL_BOXES,
     PARITY_ATOL_SCORES,
     ExportSpec,
@@ -36,9 +36,9 @@ def detector(backbone: str, size: int = 64, seed: int = 0):
 
 def write_checkpoint(path, backbone: str = "yolov5n", size: int = 64):
     """A detector checkpoint as the trainer writes it, with random weights (no training needed)."""
-    from yoloswap.engine.checkpoint import save_checkpoint
-    from yoloswap.engine.model_io import CHECKPOINT_FORMAT
-    from yoloswap.engine.options import TrainOptions
+    from yoloswap.checkpoint import save_checkpoint
+    from yoloswap.assembly import CHECKPOINT_FORMAT
+    from yoloswap.config.options import TrainOptions
     from yoloswap.backbones.resolve import resolve_backbone
 
     model, plan = detector(backbone, size)
@@ -70,7 +70,7 @@ def test_onnx_runtime_output_equals_pytorch_within_tolerance(tmp_path, backbone)
 @pytest.mark.parametrize("backbone", ["yolov5s", "efficientnet-b1", "mobilenetv3-small", "resnet50", "mocov3-resnet50",
                                       "timm:resnet18", "torchvision:mobilenet_v3_small"])
 def test_every_preset_and_library_backbones_export(tmp_path, backbone):
-    from yoloswap.engine.export import check_onnx_parity
+    from yoloswap.deploy.export import check_onnx_parity
 
     model, _ = detector(backbone)
     spec = ExportSpec(img_size=64)

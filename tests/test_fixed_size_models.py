@@ -11,13 +11,13 @@ import pytest
 import torch
 
 from tests.make_data import ultralytics_set
-from yoloswap.backbones.build import build_backbone
+from yoloswap.backbones.sources import build_backbone
 from yoloswap.backbones.resolve import resolve_backbone
 from yoloswap.backbones.weights import load_backbone_weights
-from yoloswap.engine.checkpoint import load_checkpoint
-from yoloswap.engine.model_io import load_detector
+from yoloswap.checkpoint import load_checkpoint
+from yoloswap.assembly import load_detector
 from yoloswap.errors import YoloswapError
-from yoloswap.probe import fit_to_size, probe, probe_backbone
+from yoloswap.backbones.probe import fit_to_size, probe, probe_backbone
 
 MODEL = "timm:test_coatnet"
 

@@ -7,11 +7,11 @@ import pytest
 import torch
 from torch import nn
 
-from yoloswap.backbones.build import build_backbone
+from yoloswap.backbones.sources import build_backbone
 from yoloswap.backbones.freeze import apply_freezing
-from yoloswap.engine.optim import build_optimizer
+from yoloswap.train.optim import build_optimizer
 from yoloswap.errors import ConfigError
-from yoloswap.presets import preset_names
+from yoloswap.config.presets import preset_names
 from yoloswap.backbones.resolve import resolve_backbone
 
 BN = nn.modules.batchnorm._BatchNorm

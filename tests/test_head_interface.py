@@ -16,7 +16,7 @@ from torch import nn
 
 from tests.make_data import ultralytics_set
 from yoloswap import ops
-from yoloswap.engine.checkpoint import load_checkpoint
+from yoloswap.checkpoint import load_checkpoint
 from yoloswap import assembly
 from yoloswap.models.cspdarknet import CSPDarknet
 from yoloswap.models.detector import Detector
@@ -94,7 +94,7 @@ def test_a_head_that_implements_only_the_interface_trains_end_to_end(cli, tmp_pa
 
 
 def test_yolov8_head_trains_resumes_validates_and_predicts(cli, tmp_path, monkeypatch):
-    import yoloswap.engine.trainer as trainer
+    import yoloswap.train.loop as trainer
 
     data = ultralytics_set(tmp_path / "data", names_as_dict=False)
     run = tmp_path / "run"

@@ -1,8 +1,11 @@
-"""Imports run one way: cli → engine → assembly → probe → backbones (→ models' nn.Modules) → presets/data →
-ops/errors.
+"""Imports run one way, room by room, and no module imports itself round a circle:
 
-Lower layers never reach up, not even inside a function: the preset schema knows nothing of the backbone sources,
-and the backbones read weights through the leaf safe loader, not the training engine.
+cli → reports / train → evaluation → deploy → assembly → backbones (→ models' nn.Modules) → config / data →
+ops / errors.
+
+Lower rooms never reach up, not even inside a function: the preset schema knows nothing of the backbone sources,
+the backbones read weights through the leaf safe loader, evaluation and deployment never import training, the
+epoch hooks never import the loop, and only ``assembly.py`` puts a detector together.
 """
 
 from __future__ import annotations
@@ -13,42 +16,98 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parent.parent / "yoloswap"
+ABOVE_ASSEMBLY = ("yoloswap.train", "yoloswap.evaluation", "yoloswap.deploy", "yoloswap.reports", "yoloswap.cli")
+DETECTOR_PARTS = ("yoloswap.models.detector", "yoloswap.models.neck", "yoloswap.models.head",
+                  "yoloswap.models.yolov8_head")
 
 # module (file or folder under yoloswap/) → packages it must never import
 FORBIDDEN = {
-    "presets.py": ("yoloswap.backbones", "yoloswap.probe", "yoloswap.models", "yoloswap.engine", "yoloswap.cli"),
-    "backbones": ("yoloswap.probe", "yoloswap.engine", "yoloswap.cli", "yoloswap.assembly"),
+    "config": ("yoloswap.backbones", "yoloswap.models", "yoloswap.assembly", *ABOVE_ASSEMBLY),
+    "backbones": ("yoloswap.assembly", *ABOVE_ASSEMBLY),
     # models/ holds nn.Modules only: assembly (probe → neck/head) sits above it, so backbones may use its blocks
-    "models": ("yoloswap.probe", "yoloswap.backbones", "yoloswap.presets", "yoloswap.engine", "yoloswap.cli",
-               "yoloswap.assembly"),
-    "probe.py": ("yoloswap.assembly", "yoloswap.engine", "yoloswap.cli"),
-    "safeload.py": ("yoloswap.engine", "yoloswap.backbones", "yoloswap.presets", "yoloswap.models"),
+    "models": ("yoloswap.backbones", "yoloswap.config", "yoloswap.assembly", *ABOVE_ASSEMBLY),
+    "data": ("yoloswap.models", "yoloswap.backbones", "yoloswap.assembly", "yoloswap.config", *ABOVE_ASSEMBLY),
+    "data/formats/common.py": ("yoloswap.data.formats",),  # the format modules import it, never the reverse
+    "assembly.py": ABOVE_ASSEMBLY,
+    "deploy": ("yoloswap.train", "yoloswap.evaluation", "yoloswap.reports", "yoloswap.cli"),
+    "evaluation": ("yoloswap.train", "yoloswap.reports", "yoloswap.cli"),
+    "reports": ("yoloswap.train", "yoloswap.cli"),  # compare is handed the training function
+    "train": ("yoloswap.cli",),
+    "train/hooks.py": ("yoloswap.train.loop",),  # hooks read the run's state, never the loop
+    "safeload.py": ("yoloswap.backbones", "yoloswap.config", "yoloswap.models", "yoloswap.checkpoint", *ABOVE_ASSEMBLY),
+    "checkpoint.py": ("yoloswap.backbones", "yoloswap.config", "yoloswap.models", "yoloswap.assembly", *ABOVE_ASSEMBLY),
     "home.py": ("yoloswap.",),
+    "device.py": ("yoloswap.backbones", "yoloswap.models", "yoloswap.assembly", *ABOVE_ASSEMBLY),
+    "run_folders.py": ("yoloswap.backbones", "yoloswap.models", "yoloswap.assembly", *ABOVE_ASSEMBLY),
 }
 
 
 def _imports(path: Path) -> list[str]:
-    """Every module ``path`` imports, at any depth, except inside a module ``__getattr__`` (a transitional alias)."""
-    tree = ast.parse(path.read_text())
-    skip = {id(n) for f in ast.walk(tree) if isinstance(f, ast.FunctionDef) and f.name == "__getattr__"
-            for n in ast.walk(f)}
+    """Every module ``path`` imports, at any depth (inside functions too); relative imports are not used."""
     found = []
-    for node in ast.walk(tree):
-        if id(node) in skip:
-            continue
+    for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.Import):
             found += [a.name for a in node.names]
         elif isinstance(node, ast.ImportFrom) and node.module:
             found.append(node.module)
+            found += [f"{node.module}.{a.name}" for a in node.names]  # `from yoloswap.train import loop`
     return found
 
 
-@pytest.mark.parametrize("where", sorted(FORBIDDEN))
-def test_lower_layers_do_not_import_upper_ones(where):
+def _module(path: Path) -> str:
+    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _files(where: str) -> list[Path]:
     target = PACKAGE / where
-    files = sorted(target.glob("*.py")) if target.is_dir() else [target]
-    bad = [f"{f.name} imports {m}" for f in files for m in _imports(f) if m.startswith(FORBIDDEN[where])]
+    return sorted(target.rglob("*.py")) if target.is_dir() else [target]
+
+
+@pytest.mark.parametrize("where", sorted(FORBIDDEN))
+def test_lower_rooms_do_not_import_upper_ones(where):
+    assert _files(where), f"{where} is gone: update the rules"
+    bad = [f"{f.relative_to(PACKAGE)} imports {m}" for f in _files(where) for m in _imports(f)
+           if m.startswith(FORBIDDEN[where])]
     assert bad == []
+
+
+def test_no_module_imports_itself_round_a_circle():
+    modules = {_module(f): f for f in PACKAGE.rglob("*.py")}
+    graph = {name: sorted({m for m in _imports(f) if m in modules and m != name}) for name, f in modules.items()}
+    for name in list(graph):  # importing a.b runs a/__init__ first: not an edge worth a cycle of its own
+        graph[name] = [m for m in graph[name] if not name.startswith(m + ".")]
+    state: dict[str, int] = {}
+    cycles = []
+
+    def visit(node: str, trail: list[str]) -> None:
+        state[node] = 1
+        for nxt in graph[node]:
+            if state.get(nxt) == 1:
+                cycles.append(" → ".join(trail[trail.index(nxt):] + [node, nxt]) if nxt in trail else f"{node} → {nxt}")
+            elif nxt not in state:
+                visit(nxt, trail + [node])
+        state[node] = 2
+
+    for name in sorted(graph):
+        if name not in state:
+            visit(name, [])
+    assert cycles == []
+
+
+def test_only_assembly_puts_a_detector_together():
+    bad = [f"{f.relative_to(PACKAGE)} imports {m}" for f in PACKAGE.rglob("*.py")
+           if f.parent.name != "models" and f.name != "assembly.py"
+           for m in _imports(f) if m.startswith(DETECTOR_PARTS)]
+    assert bad == []
+
+
+def test_the_rules_are_not_empty():
+    """A rule that matches no import anywhere would pass vacuously; each room's forbidden list names real rooms."""
+    rooms = {_module(f) for f in PACKAGE.rglob("*.py")}
+    for where, banned in FORBIDDEN.items():
+        for prefix in banned:
+            assert any(r == prefix.rstrip(".") or r.startswith(prefix) for r in rooms), (where, prefix)
 
 
 def test_one_cache_home_honours_xdg(monkeypatch, tmp_path):

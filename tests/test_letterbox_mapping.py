@@ -18,8 +18,8 @@ from torch import nn
 
 from yoloswap.data.dataset import DetectionDataset, build_dataloader
 from yoloswap.data.formats import load_data_config
-from yoloswap.engine.predict import predict_images
-from yoloswap.engine.validate import evaluate, to_original
+from yoloswap.deploy.predict import predict_images
+from yoloswap.evaluation.loop import evaluate, to_original
 from yoloswap.models.detector import Detector
 from yoloswap.models.head import YOLOv5Head
 

@@ -10,12 +10,13 @@ import pytest
 import torch
 
 from tests.make_data import ultralytics_set
-from yoloswap.engine import trainer
-from yoloswap.engine.ema import ModelEMA
-from yoloswap.engine.optim import choose_optimizer, optimizer_steps, short_run_adamw_lr
-from yoloswap.engine.options import BUILTIN_SET_DEFAULTS, HELP, TrainOptions
-from yoloswap.engine.schedule import Schedule
-from yoloswap.presets import OptimizerSpec
+from yoloswap.train import loop as trainer
+from yoloswap.train import setup
+from yoloswap.train.ema import ModelEMA
+from yoloswap.train.optim import choose_optimizer, optimizer_steps, short_run_adamw_lr
+from yoloswap.config.options import BUILTIN_SET_DEFAULTS, HELP, TrainOptions
+from yoloswap.train.schedule import Schedule
+from yoloswap.config.presets import OptimizerSpec
 
 SGD_PRESET = OptimizerSpec("sgd", 0.01, 0.937, 0.0005)
 ADAMW_PRESET = OptimizerSpec("adamw", 0.001, 0.9, 0.05)
@@ -178,13 +179,13 @@ def test_a_training_step_never_reads_a_value_back_from_the_device(tmp_path, monk
     calls = _count_syncs(monkeypatch)
     means, _ = trainer.train_one_epoch(run, loader, loss_fn, 0)
     assert len(reads) == 1
-    assert calls == ["tolist in ['engine', 'trainer.py']"]  # the single read-out of the epoch, nothing per step
+    assert calls == ["tolist in ['train', 'loop.py']"]  # the single read-out of the epoch, nothing per step
     assert len(means) == 3 and all(m > 0 for m in means)
 
     calls.clear()
     monkeypatch.setattr(trainer, "READOUT_S", 0.0)  # a read-out after every batch: one sync each
     trainer.train_one_epoch(run, loader, loss_fn, 1)
-    assert calls == ["tolist in ['engine', 'trainer.py']"] * 4
+    assert calls == ["tolist in ['train', 'loop.py']"] * 4
 
 
 def test_a_non_finite_loss_stops_at_the_read_out_naming_the_batch_it_appeared_in(tmp_path, monkeypatch):
@@ -211,9 +212,9 @@ def test_a_time_budget_run_is_judged_by_the_steps_that_fit_and_the_estimate_leav
     before = {k: v.clone() for k, v in model.state_dict().items()}
     options = dataclasses.replace(run.options, optimizer="auto", lr=None, epochs=100_000, time=0.01)
     # 100,000 epochs of 4 steps would be long (SGD), but 0.6 s hold a few epochs of this model at most: AdamW
-    choice = trainer._choose_optimizer(options, run.preset, 3, 8, model, 2, run.device, None)
+    choice = setup._choose_optimizer(options, run.preset, 3, 8, model, 2, run.device, None)
     assert choice.name == "adamw" and re.search(r"\(--time 0.01 min: about \d+ epochs\)", choice.reason)
     assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())  # weights and BN statistics
     assert all(p.grad is None for p in model.parameters())
     no_budget = dataclasses.replace(options, time=None)
-    assert trainer._choose_optimizer(no_budget, run.preset, 3, 8, model, 2, run.device, None).name == "sgd"
+    assert setup._choose_optimizer(no_budget, run.preset, 3, 8, model, 2, run.device, None).name == "sgd"

@@ -17,11 +17,11 @@ import pytest
 import torch
 from rich.console import Console
 
-import yoloswap.engine.trainer as trainer
+import yoloswap.train.loop as trainer
 from tests.make_data import ultralytics_set
 from yoloswap.data.transforms import AugmentConfig
-from yoloswap.engine.checkpoint import load_checkpoint
-from yoloswap.engine.options import TrainOptions
+from yoloswap.checkpoint import load_checkpoint
+from yoloswap.config.options import TrainOptions
 
 pytestmark = pytest.mark.slow
 

@@ -14,10 +14,10 @@ import torch
 from rich.console import Console
 
 import yoloswap.data.transforms as transforms
-import yoloswap.engine.trainer as trainer
+import yoloswap.train.loop as trainer
 from tests.make_data import ultralytics_set
-from yoloswap.engine.checkpoint import load_checkpoint
-from yoloswap.engine.options import TrainOptions
+from yoloswap.checkpoint import load_checkpoint
+from yoloswap.config.options import TrainOptions
 
 pytestmark = pytest.mark.slow
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 from PIL import Image
 
-from yoloswap.engine.plots import (
+from yoloswap.reports.plots import (
     MAX_PANEL_COLUMNS,
     PANEL_SIZE,
     class_colour,

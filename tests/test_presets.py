@@ -7,7 +7,7 @@ import yaml
 
 from yoloswap.backbones.resolve import resolve_backbone
 from yoloswap.errors import ConfigError, UsageError
-from yoloswap.presets import load_preset_file, preset_names, presets_dir
+from yoloswap.config.presets import load_preset_file, preset_names, presets_dir
 
 REQUIRED = ["convnext-tiny", "efficientnet-b1", "mobilenetv3-small", "mocov3-resnet50", "resnet50", "swin-tiny"]
 
@@ -96,7 +96,7 @@ def test_bad_source_and_bad_layers(tmp_path):
 
 
 def test_preset_round_trips_through_plain_data():
-    from yoloswap.presets import preset_from_dict
+    from yoloswap.config.presets import preset_from_dict
 
     p = resolve_backbone("mobilenetv3-small")
     again = preset_from_dict(p.to_dict())
@@ -113,7 +113,7 @@ SGD_PRESETS = ["resnet50", "mocov3-resnet50", "efficientnet-b1", "mobilenetv3-sm
 def test_readme_sgd_recipe_lr_001_momentum_0937_nesterov(name):
     import torch
 
-    from yoloswap.engine.optim import build_optimizer
+    from yoloswap.train.optim import build_optimizer
 
     opt = resolve_backbone(name).optimizer
     assert (opt.name, opt.lr, opt.momentum) == ("sgd", 0.01, 0.937)
@@ -126,7 +126,7 @@ def test_readme_sgd_recipe_lr_001_momentum_0937_nesterov(name):
 def test_readme_adamw_recipe_lr_0001_weight_decay_005(name):
     import torch
 
-    from yoloswap.engine.optim import build_optimizer
+    from yoloswap.train.optim import build_optimizer
 
     opt = resolve_backbone(name).optimizer
     assert (opt.name, opt.lr, opt.weight_decay) == ("adamw", 0.001, 0.05)

@@ -6,7 +6,7 @@ import pytest
 
 from yoloswap.errors import UsageError
 from yoloswap.backbones.resolve import resolve_backbone
-from yoloswap.probe import parse_img_size, probe
+from yoloswap.backbones.probe import parse_img_size, probe
 
 EXPECTED = {
     "resnet50": (512, 1024, 2048),

@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from tests.make_data import ultralytics_set
-from yoloswap.engine.checkpoint import load_checkpoint
+from yoloswap.checkpoint import load_checkpoint
 
 EPOCHS = 3
 COMMON = ["--workers", "0", "--device", "cpu"]

@@ -9,7 +9,7 @@ import signal
 import yaml
 
 from tests.make_data import ultralytics_set
-from yoloswap.engine.checkpoint import load_checkpoint
+from yoloswap.checkpoint import load_checkpoint
 
 TINY = ["--backbone", "yolov5n", "--img-size", "64", "--batch-size", "4", "--workers", "0", "--device", "cpu"]
 
@@ -22,7 +22,7 @@ def test_a_start_that_fails_leaves_no_run_folder(cli, tmp_path):
 
 
 def test_sigterm_stops_at_a_safe_point_keeps_last_pt_and_says_how_to_resume(cli, tmp_path, monkeypatch):
-    import yoloswap.engine.trainer as trainer
+    import yoloswap.train.loop as trainer
 
     data = ultralytics_set(tmp_path / "data", names_as_dict=False)
     run = tmp_path / "run"

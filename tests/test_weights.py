@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from yoloswap.backbones.build import build_backbone
+from yoloswap.backbones.sources import build_backbone
 from yoloswap.backbones.weights import LoadReport, hub_cache_path, load_backbone_weights
 from yoloswap.errors import CheckpointError, WeightsError
 from yoloswap.backbones.resolve import resolve_backbone

@@ -1,4 +1,5 @@
-"""Assembly: preset + classes + image size → probe → neck and head built to fit → detector.
+"""Assembly, the one way to make a detector: preset + classes + image size → probe → neck and head built to
+fit → detector; and back from a checkpoint alone (the resolved preset and the probed plan travel inside it).
 
 This is the only place where the parts meet. The backbone is built, the probe measures its channels, and the
 neck and head are sized from that measurement, so changing the backbone name is all it takes to get a working
@@ -9,16 +10,19 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import torch
 
-from yoloswap.errors import ConfigError, UsageError, YoloswapError, suggestion
+from yoloswap.backbones.probe import ProbeResult, probe_backbone, runs_at
+from yoloswap.backbones.sources import build_backbone
+from yoloswap.checkpoint import load_checkpoint
+from yoloswap.config.presets import Preset, preset_from_dict
+from yoloswap.errors import CheckpointError, ConfigError, UsageError, YoloswapError, suggestion
 from yoloswap.models.detector import Detector
 from yoloswap.models.head import COCO_ANCHORS, DetectionHead, YOLOv5Head
 from yoloswap.models.neck import YOLOv5PAFPN
 from yoloswap.models.yolov8_head import YOLOv8Head
-from yoloswap.presets import Preset
-from yoloswap.probe import ProbeResult, probe_backbone
 
 NeckWidth = float | tuple[int, int, int]
 
@@ -133,8 +137,6 @@ def detector_from_plan(backbone: torch.nn.Module, plan: DetectorPlan, preset: Pr
 def build_detector(preset: Preset, num_classes: int, img_size: tuple[int, int] = (640, 640),
                    neck_width: NeckWidth | None = None) -> tuple[Detector, DetectorPlan]:
     """Build the backbone, probe it, size neck and head to the measurement. Respects ``torch.device(...)``."""
-    from yoloswap.backbones.build import build_backbone
-
     backbone = build_backbone(preset)
     # Channels do not depend on the input size; a small probe keeps assembly cheap even on CPU.
     probe_size = (min(img_size[0], 128), min(img_size[1], 128))
@@ -180,3 +182,55 @@ def _lists(value):
     if isinstance(value, (list, tuple)):
         return [_lists(v) for v in value]
     return value
+
+
+# ------------------------------------------------------------------------------------------------ from a file
+
+CHECKPOINT_FORMAT = "yoloswap-detector-v1"
+
+
+def is_detector_checkpoint(ckpt: dict) -> bool:
+    return isinstance(ckpt, dict) and ckpt.get("format") == CHECKPOINT_FORMAT
+
+
+def detector_from_checkpoint(ckpt: dict, path: Path | str = "<checkpoint>", use_ema: bool = True):
+    """Rebuild the detector recorded in ``ckpt`` (no preset file needed) with its trained weights.
+
+    Returns ``(model, preset, plan, names, category_ids)``; the model is on the CPU in eval mode.
+    """
+    if not is_detector_checkpoint(ckpt):
+        raise CheckpointError(f"{path}: not a yoloswap detector checkpoint (no '{CHECKPOINT_FORMAT}' marker)")
+    try:
+        preset = preset_from_dict(ckpt["config"]["preset"], origin=f"{path} (embedded preset)")
+        plan = DetectorPlan.from_dict(ckpt["plan"])
+        names = list(ckpt["names"])
+        category_ids = ckpt.get("category_ids")
+    except (KeyError, TypeError, ValueError) as exc:
+        raise CheckpointError(f"{path}: checkpoint is missing its model description ({exc})") from None
+    with torch.device("cpu"):
+        model = detector_from_plan(build_backbone(preset), plan, preset)
+    state = ckpt.get("ema") if use_ema and ckpt.get("ema") is not None else ckpt.get("model")
+    if state is None:
+        raise CheckpointError(f"{path}: checkpoint holds no model weights")
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as exc:
+        raise CheckpointError(f"{path}: weights do not fit the recorded model ({str(exc).splitlines()[0]})") from None
+    return model.eval(), preset, plan, names, category_ids
+
+
+def load_detector(path: Path | str, use_ema: bool = True):
+    ckpt = load_checkpoint(Path(path))
+    return detector_from_checkpoint(ckpt, path, use_ema)
+
+
+def inference_size(preset, trained: int, requested: int | None, path: Path | str) -> int:
+    """The input side to run the checkpoint at ``path`` with: ``requested`` (``--img-size``) or the size it was
+    trained at. A backbone built for a fixed size (windowed timm models, see ``probe.fit_to_size``) may not run at
+    another; that is one line naming the size that works, checked on the meta device before any image is read.
+    """
+    size = requested or trained
+    if size != trained and not runs_at(preset, (size, size)):
+        raise UsageError(f"--img-size {size}: the backbone of {path} ({preset.name}) was built for {trained}x{trained} "
+                         f"inputs and does not run at {size}x{size}; use --img-size {trained}")
+    return size

@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import nn
 
-LEVEL_STRIDES = (8, 16, 32)
+from yoloswap.backbones import LEVEL_STRIDES
 
 
 class FeatureBackbone(nn.Module):

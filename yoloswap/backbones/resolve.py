@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 from yoloswap.backbones.sources import SOURCES, get_source, library_sources
 from yoloswap.errors import ConfigError, UsageError, suggestion
-from yoloswap.presets import ModelSpec, OptimizerSpec, Preset, load_preset_file, preset_names, presets_dir
+from yoloswap.config.presets import ModelSpec, OptimizerSpec, Preset, load_preset_file, preset_names, presets_dir
 
 if TYPE_CHECKING:
     from torch import nn
@@ -54,7 +54,7 @@ def check_preset(preset: Preset) -> Preset:
 
 def library_preset(source: str, model_name: str) -> Preset:
     """A preset for any timm/torchvision classification model; the optimizer recipe follows its layers."""
-    from yoloswap.backbones.catalog import check_model_name
+    from yoloswap.backbones.sources import check_model_name
 
     check_model_name(source, model_name)
     import torch

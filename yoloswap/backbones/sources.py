@@ -11,13 +11,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from yoloswap.errors import UsageError, suggestion
+from yoloswap.errors import UsageError, did_you_mean, suggestion
 
 if TYPE_CHECKING:
     from torch import nn
 
     from yoloswap.backbones.adapter import FeatureBackbone
-    from yoloswap.presets import ModelSpec
+    from yoloswap.config.presets import ModelSpec, Preset
 
 
 @dataclass(frozen=True)
@@ -91,7 +91,7 @@ def _build_cspdarknet(spec: "ModelSpec", drop_path_rate: float) -> "FeatureBackb
 
 
 def _create_cspdarknet(name: str) -> "nn.Module":
-    from yoloswap.presets import ModelSpec
+    from yoloswap.config.presets import ModelSpec, Preset
 
     return _build_cspdarknet(ModelSpec("yoloswap", name), 0.0).body
 
@@ -118,3 +118,33 @@ def get_source(name: str) -> Source:
 def library_sources() -> tuple[str, ...]:
     """Sources a user can name directly as ``--backbone SOURCE:MODEL``."""
     return tuple(name for name, source in SOURCES.items() if source.by_name)
+
+
+def build_backbone(spec: "ModelSpec | Preset", drop_path_rate: float = 0.0) -> "FeatureBackbone":
+    """Build ``spec``'s backbone with random weights (loading pretrained weights is a separate step).
+
+    ``spec`` is a :class:`ModelSpec`; a whole :class:`Preset` is accepted too and stands for its ``model`` and
+    ``drop_path_rate`` (what training and assembly have at hand). Call it inside ``with torch.device("meta"):``
+    to get a shape-only model that allocates nothing.
+    """
+    if hasattr(spec, "model"):  # a Preset
+        spec, drop_path_rate = spec.model, spec.drop_path_rate
+    return get_source(spec.source).build(spec, drop_path_rate)
+
+
+def library_models(source: str) -> list[str]:
+    """Every model name ``source`` can build (every classification model, for timm and torchvision)."""
+    return get_source(source).models()
+
+
+def check_model_name(source: str, name: str) -> None:
+    """Catch a typo in ``source:name`` before anything is built, with the closest names the source knows."""
+    if not name:
+        raise UsageError(f"unknown backbone '{source}:': give a model name after '{source}:'")
+    models = library_models(source)
+    base = name.split(".")[0]  # timm accepts "model.pretrained_tag"
+    if base in models:
+        return
+    close = did_you_mean(base, models, n=3)
+    hint = "; did you mean " + " or ".join(f"'{source}:{c}'" for c in close) + "?" if close else ""
+    raise UsageError(f"unknown backbone '{source}:{name}': {source} has no model '{base}'{hint}")

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlparse
 
 from yoloswap.errors import WeightsError, suggestion
-from yoloswap.presets import Preset
+from yoloswap.config.presets import Preset
 
 if TYPE_CHECKING:
     from yoloswap.backbones.adapter import FeatureBackbone

@@ -7,14 +7,13 @@ from __future__ import annotations
 
 import os
 import sys
-
 from typing import Annotated
 
 import typer
 
 from yoloswap import __version__
 from yoloswap.cli import help as H
-from yoloswap.cli import compare_cmds, export_cmds, inspect_cmds, train_cmds
+from yoloswap.cli import compare, deploy, evaluate, inspect, train
 from yoloswap.errors import EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_OK
 
 app = typer.Typer(
@@ -27,13 +26,21 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
-app.command("list-backbones", cls=H.Command)(inspect_cmds.list_backbones)
-app.command("probe-channels", cls=H.Command)(inspect_cmds.probe_channels)
-app.command("info", cls=H.Command)(inspect_cmds.info)
-train_cmds.register(app)
-app.command("export", cls=H.Command)(export_cmds.export)
-app.command("benchmark", cls=H.Command)(export_cmds.benchmark)
-app.command("compare", cls=H.Command)(compare_cmds.compare)
+# Every command, one way: (name, function). Adding a command is one line here.
+COMMANDS = (
+    ("list-backbones", inspect.list_backbones),
+    ("probe-channels", inspect.probe_channels),
+    ("info", inspect.info),
+    ("train", train.train),
+    ("val", evaluate.val),
+    ("predict", evaluate.predict),
+    ("export", deploy.export),
+    ("benchmark", deploy.benchmark),
+    ("compare", compare.compare),
+    ("demo-data", train.demo_data),
+)
+for _name, _command in COMMANDS:
+    app.command(_name, cls=H.Command)(_command)
 
 
 def _print_version(value: bool) -> None:

@@ -1,6 +1,6 @@
 """``yoloswap train --config FILE``: training options from a YAML file, command-line flags on top.
 
-The file's keys are :class:`~yoloswap.engine.options.TrainOptions` field names (``augment:`` nested, as in a
+The file's keys are :class:`~yoloswap.config.options.TrainOptions` field names (``augment:`` nested, as in a
 run's ``config.yaml``); a run's own ``config.yaml`` is accepted as it is (its ``options:`` section is used), so
 ``--config runs/train/exp/config.yaml`` reruns that run.
 
@@ -25,7 +25,7 @@ from yoloswap.errors import ConfigError, suggestion
 def option_fields() -> tuple[list[str], list[str]]:
     """(TrainOptions field names, AugmentConfig field names): the keys a config file may use."""
     from yoloswap.data.transforms import AugmentConfig
-    from yoloswap.engine.options import TrainOptions
+    from yoloswap.config.options import TrainOptions
 
     return [f.name for f in dataclasses.fields(TrainOptions)], [f.name for f in dataclasses.fields(AugmentConfig)]
 

@@ -1,11 +1,11 @@
-"""The training progress bars the CLI draws (the engine only reports; see engine/callbacks.py ``Progress``)."""
+"""The training progress bars the CLI draws (the engine only reports; see train/hooks.py ``Progress``)."""
 
 from __future__ import annotations
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from yoloswap.engine.callbacks import Progress as TrainProgress
+from yoloswap.train.hooks import Progress as TrainProgress
 
 
 class RichProgress(TrainProgress):

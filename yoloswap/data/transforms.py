@@ -267,3 +267,13 @@ def augment_hsv(img: np.ndarray, rng: np.random.Generator, hgain: float, sgain: 
     # split + three single-channel tables beat one three-channel table (0.40 vs 0.49 ms at 640 px)
     hsv = cv2.merge((cv2.LUT(hue, lut_h), cv2.LUT(sat, lut_s), cv2.LUT(val, lut_v)))
     return cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)
+
+
+def to_original(dets: torch.Tensor, meta: dict) -> torch.Tensor:
+    """Undo the letterbox: ``x_orig = (x − pad) / ratio``, clipped to the original image."""
+    out = dets.clone()
+    pad_x, pad_y = meta["pad"]
+    h, w = meta["orig_size"]
+    out[:, [0, 2]] = ((out[:, [0, 2]] - pad_x) / meta["ratio"]).clamp(0, w)
+    out[:, [1, 3]] = ((out[:, [1, 3]] - pad_y) / meta["ratio"]).clamp(0, h)
+    return out

@@ -11,19 +11,26 @@ runs train in the same arithmetic without measuring again (a resumed run follows
 
 from __future__ import annotations
 
+import contextlib
 import platform
 import time
 from pathlib import Path
 
 import torch
 
-from yoloswap.engine.validate import autocast_for
 from yoloswap.home import read_remembered, remember, remembered_path
 
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": None}
 # bf16 is kept only when a step takes at most this share of fp32's: it costs precision, so a tie (or a 5% gain
 # that two timed steps on a busy CPU cannot tell from noise) goes to fp32
 BF16_MIN_GAIN = 0.9
+
+
+def autocast_for(device: torch.device, dtype: torch.dtype | None):
+    """Mixed precision on CUDA (``dtype`` bf16/fp16) or the CPU (bf16); a no-op for ``dtype`` None."""
+    if device.type in ("cuda", "cpu") and dtype is not None:
+        return torch.autocast(device.type, dtype=dtype)
+    return contextlib.nullcontext()
 
 
 def precision_name(dtype: torch.dtype | None) -> str:

@@ -33,7 +33,7 @@ class TrainOptions:
     weights: str | None = None  # None: the preset's weights
     neck_width: Any = None  # None: the preset's; float or [c3, c4, c5]
     head: str | None = None  # None: the preset's (yolov5); yolov5 or yolov8
-    optimizer: str = "auto"  # auto: engine/optim.py's choose_optimizer; resolved before the run is recorded
+    optimizer: str = "auto"  # auto: train/optim.py's choose_optimizer; resolved before the run is recorded
     lr: float | None = None  # None: the chosen optimizer's recipe
     weight_decay: float | None = None
     lrf: float = 0.01

@@ -98,7 +98,7 @@ def presets_dir() -> Path:
     packaged = resources.files("yoloswap") / "presets"
     if packaged.is_dir():
         return Path(str(packaged))
-    return Path(__file__).resolve().parent.parent / "presets"
+    return Path(__file__).resolve().parents[2] / "presets"
 
 
 def preset_names() -> list[str]:

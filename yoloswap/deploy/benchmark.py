@@ -71,7 +71,7 @@ def bench_pytorch(model: torch.nn.Module, img_size: int, batch: int, device: tor
 
 def bench_runtime(runtime, img_size: int, batch: int, warmup: int = DEFAULT_WARMUP,
                   iters: int = DEFAULT_ITERS) -> Timing:
-    """Any runtime (engine/runtimes.py); ONNX Runtime reports the provider it ran on."""
+    """Any runtime (deploy/runtimes.py); ONNX Runtime reports the provider it ran on."""
     x = _images(batch, img_size, torch.device("cpu"))
     times = time_calls(lambda: runtime.infer(x), warmup, iters)
     providers = getattr(runtime, "providers", None) or ["CPUExecutionProvider"]
@@ -82,8 +82,8 @@ def bench_runtime(runtime, img_size: int, batch: int, warmup: int = DEFAULT_WARM
 def bench_onnx(model: torch.nn.Module, names: list[str], backbone: str, img_size: int, batch: int,
                device: torch.device, warmup: int = DEFAULT_WARMUP, iters: int = DEFAULT_ITERS) -> Timing:
     """Export ``model`` to ONNX (static shape, fp32) in a temporary folder and time it in ONNX Runtime."""
-    from yoloswap.engine.export import ExportSpec, export_model
-    from yoloswap.engine.runtimes import OnnxRuntime
+    from yoloswap.deploy.export import ExportSpec, export_model
+    from yoloswap.deploy.runtimes import OnnxRuntime
 
     with tempfile.TemporaryDirectory() as folder:
         path = export_model(model, names, backbone, "onnx", ExportSpec(img_size=img_size, batch=batch),
@@ -117,7 +117,7 @@ def benchmark_detector(model: torch.nn.Module, names: list[str], backbone: str, 
             report["timings"].append(bench_pytorch(model, img_size, batch, device, warmup, iters).to_dict())
         elif runtime == "onnxruntime":
             if not onnx_available():
-                from yoloswap.engine.export import EXPORT_EXTRA_HINT
+                from yoloswap.deploy.export import EXPORT_EXTRA_HINT
 
                 report["notes"].append(f"onnxruntime skipped: {EXPORT_EXTRA_HINT}")
                 continue

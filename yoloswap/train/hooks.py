@@ -1,6 +1,6 @@
 """What happens around the training loop but is not training: progress display and per-epoch side effects.
 
-The loop only trains. After each epoch the trainer hands an :class:`EpochEnd` to a list of plain callables (write
+The loop only trains. After each epoch it hands an :class:`EpochEnd` to a list of plain callables (write
 the CSV row, save checkpoints, draw the plot, log a line), and during an epoch it reports to a :class:`Progress`
 that the caller supplies (the CLI draws rich bars; a library user gets silence by default). Each side effect is
 then one small function, and none of them hides inside the timed part of the loop.
@@ -13,7 +13,8 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+
+from yoloswap.train.state import Run, save_run
 
 
 class Progress:
@@ -45,7 +46,7 @@ class Progress:
 class EpochEnd:
     """One finished epoch, as the callbacks see it."""
 
-    run: Any  # trainer.Run
+    run: Run
     epoch: int  # 0-based
     epochs: int  # the run's total, after any --time refit
     row: dict  # the metrics.csv row
@@ -103,8 +104,6 @@ def _fmt(value) -> str:
 
 def save_checkpoints(event: EpochEnd) -> None:
     """last.pt every epoch, best.pt when fitness improved."""
-    from yoloswap.engine.trainer import save_run
-
     save_run(event.run, event.epoch, best=event.improved)
 
 
@@ -122,7 +121,7 @@ def draw_results(log: Callable[..., None]) -> EpochCallback:
     def callback(event: EpochEnd) -> None:
         out = event.run.out
         try:
-            from yoloswap.engine.plots import plot_results
+            from yoloswap.reports.plots import plot_results  # matplotlib only when a plot is drawn
 
             plot_results(out / "metrics.csv", out / "results.png")
         except Exception as exc:  # a plot must never end a run

@@ -38,8 +38,8 @@ def list_backbones(
     from rich.table import Table
 
     from yoloswap.cli.console import out, print_json
-    from yoloswap.presets import load_presets
-    from yoloswap.probe import cached_probe
+    from yoloswap.config.presets import load_presets
+    from yoloswap.backbones.probe import cached_probe
 
     rows = [(preset, cached_probe(preset, (640, 640))) for preset in load_presets()]  # meta-device probes
     if as_json:
@@ -116,7 +116,7 @@ def _probe_listed(row: dict, err) -> str:
     """Channels of one listed model, measured now on the meta device; refused models keep their reason."""
     from yoloswap.backbones.resolve import library_preset
     from yoloswap.errors import YoloswapError
-    from yoloswap.probe import probe
+    from yoloswap.backbones.probe import probe
 
     if row["status"] != "ok":
         return ""
@@ -155,8 +155,9 @@ def probe_channels(
 
     from yoloswap.backbones.resolve import resolve_backbone
     from yoloswap.cli.console import err, out, print_json
-    from yoloswap.presets import load_presets
-    from yoloswap.probe import parse_img_size, probe, resolve_device
+    from yoloswap.config.presets import load_presets
+    from yoloswap.backbones.probe import parse_img_size, probe
+    from yoloswap.device import resolve_device
 
     size = parse_img_size(img_size)
     resolve_device(device)  # fail early and clearly on a missing CUDA
@@ -218,7 +219,7 @@ def info(
     from yoloswap.cli.console import err, out, print_json
     from yoloswap.assembly import build_detector, check_head, describe_detector, parse_neck_width
     from yoloswap.backbones.resolve import resolve_backbone
-    from yoloswap.probe import fit_to_size, parse_img_size
+    from yoloswap.backbones.probe import fit_to_size, parse_img_size
 
     if not backbone:
         raise typer.BadParameter("give --backbone NAME (see `yoloswap list-backbones`)", param_hint="--backbone")

@@ -32,10 +32,11 @@ def compare(
     """
     from yoloswap.cli.console import err
     from yoloswap.cli.console import out as stdout
-    from yoloswap.engine.compare import compare_backbones, row_from_run, write_report
-    from yoloswap.engine.trainer import new_run_dir
+    from yoloswap.reports.compare import compare_backbones, row_from_run, write_report
+    from yoloswap.run_folders import new_run_dir
+    from yoloswap.train.loop import train as run_training
     from yoloswap.errors import UsageError
-    from yoloswap.probe import resolve_device
+    from yoloswap.device import resolve_device
 
     if (backbones is None) == (not runs):
         raise UsageError("give either --backbones A,B,... to train, or --runs DIR (repeated) to compare finished runs")
@@ -61,7 +62,7 @@ def compare(
         budget = f"{options.time:g} min" if options.time else f"{options.epochs} epochs"
         err.print(f"comparing {len(names)} backbones on {data or 'the built-in set'}, {budget} each, "
                   f"{options.img_size} px → {folder}")
-        rows = compare_backbones(names, options, folder, dev, on_status=lambda s: err.print(_status_table(s)),
+        rows = compare_backbones(names, options, folder, dev, run_training, on_status=lambda s: err.print(_status_table(s)),
                                  console=err)
         title = f"{data or 'built-in set'}, {budget} per backbone, {options.img_size} px"
     paths = write_report(rows, folder, title=title)
@@ -71,7 +72,7 @@ def compare(
 
 def _options(data, epochs, time_budget, img_size, batch_size, device, weights, workers, seed):
     """The recipe every backbone shares: `train`'s defaults for this data, the same seed and budget."""
-    from yoloswap.engine.options import TrainOptions
+    from yoloswap.config.options import TrainOptions
 
     return TrainOptions.for_data(data, dict(
         epochs=epochs, time=time_budget, img_size=img_size, batch_size=batch_size, device=device, weights=weights,

@@ -27,31 +27,12 @@ class Runtime(Protocol):
     names: list[str]
     img_size: int
     backbone: str
-    kind: str  # "pytorch", "onnxruntime"
+    kind: str  # "pytorch", "onnxruntime", "torchscript"
+    trained_on: str | None  # the data YAML the model was trained on (None: the built-in set)
 
     def infer(self, images01: torch.Tensor) -> torch.Tensor: ...
 
     def size_for(self, requested: int | None) -> int: ...
-
-
-def detections_from_rows(rows: torch.Tensor, conf: float, iou: float, max_det: int = ops.MAX_DET) -> list[torch.Tensor]:
-    """(B, P, 4 + nc) contract rows -> per image (K, 6) [x1, y1, x2, y2, score, cls], best first.
-
-    Same rules as ``ops.postprocess`` for the PyTorch model: every class above ``conf`` per box (multi-label),
-    at most ``ops.MAX_NMS`` candidates, per-class NMS, ``max_det`` kept.
-    """
-    import torchvision
-
-    out = []
-    for image_rows in rows.float():  # (P, 4 + nc)
-        boxes, scores = image_rows[:, :4], image_rows[:, 4:]
-        box_idx, cls_idx = (scores > conf).nonzero(as_tuple=True)
-        dets = torch.cat((boxes[box_idx], scores[box_idx, cls_idx, None], cls_idx[:, None].float()), dim=1)
-        if len(dets) > ops.MAX_NMS:
-            dets = dets[dets[:, 4].argsort(descending=True)[: ops.MAX_NMS]]
-        keep = torchvision.ops.batched_nms(dets[:, :4], dets[:, 4], dets[:, 5].long(), iou)
-        out.append(dets[keep[:max_det]])
-    return out
 
 
 class _RuntimeBase:
@@ -59,6 +40,7 @@ class _RuntimeBase:
 
     training = False
     kind = "?"
+    trained_on: str | None = None
 
     def eval(self):
         return self
@@ -71,7 +53,7 @@ class _RuntimeBase:
 
     def predict(self, images01: torch.Tensor, conf: float = ops.PREDICT_CONF, iou: float = ops.PREDICT_IOU,
                 max_det: int = ops.MAX_DET) -> list[torch.Tensor]:
-        return detections_from_rows(self.infer(images01), conf, iou, max_det)
+        return ops.postprocess(self.infer(images01), conf, iou, max_det)
 
     def size_for(self, requested: int | None) -> int:
         """The input side to run at: ``--img-size`` when given, else the file's own size."""
@@ -84,8 +66,8 @@ class TorchRuntime(_RuntimeBase):
     kind = "pytorch"
 
     def __init__(self, path: Path, device: torch.device | str = "cpu") -> None:
-        from yoloswap.engine.checkpoint import load_checkpoint
-        from yoloswap.engine.model_io import detector_from_checkpoint
+        from yoloswap.assembly import detector_from_checkpoint
+        from yoloswap.checkpoint import load_checkpoint
 
         ckpt = load_checkpoint(Path(path))
         model, preset, _, names, _ = detector_from_checkpoint(ckpt, path)
@@ -94,10 +76,11 @@ class TorchRuntime(_RuntimeBase):
         self.names = names
         self.backbone = preset.name
         self.img_size = int(ckpt["config"]["options"]["img_size"])
+        self.trained_on = ckpt["config"]["options"].get("data")
         self._preset, self._path = preset, path
 
     def size_for(self, requested: int | None) -> int:
-        from yoloswap.engine.model_io import inference_size
+        from yoloswap.assembly import inference_size
 
         return inference_size(self._preset, self.img_size, requested, self._path)
 
@@ -127,7 +110,7 @@ class OnnxRuntime(_RuntimeBase):
     kind = "onnxruntime"
 
     def __init__(self, path: Path, device: torch.device | str = "cpu") -> None:
-        from yoloswap.engine.export import read_metadata, require_onnx
+        from yoloswap.deploy.export import read_metadata, require_onnx
 
         require_onnx()
         import onnxruntime as ort
@@ -140,6 +123,7 @@ class OnnxRuntime(_RuntimeBase):
         self.names = list(meta["names"])
         self.img_size = int(meta["img_size"])
         self.backbone = str(meta.get("backbone", self.path.stem))
+        self.trained_on = meta.get("data")
         self.half = bool(meta.get("half"))
         providers = ["CPUExecutionProvider"]
         if torch.device(device).type == "cuda" and "CUDAExecutionProvider" in ort.get_available_providers():
@@ -177,7 +161,7 @@ class TorchScriptRuntime(_RuntimeBase):
     kind = "torchscript"
 
     def __init__(self, path: Path, device: torch.device | str = "cpu") -> None:
-        from yoloswap.engine.export import METADATA_KEY
+        from yoloswap.deploy.export import METADATA_KEY
 
         extra = {f"{METADATA_KEY}.json": ""}
         self.device = torch.device(device)
@@ -194,6 +178,7 @@ class TorchScriptRuntime(_RuntimeBase):
             raise UsageError(f"{path} was exported with --nms; predict and val need it exported without --nms")
         self.names, self.img_size = list(meta["names"]), int(meta["img_size"])
         self.backbone = str(meta.get("backbone", Path(path).stem))
+        self.trained_on = meta.get("data")
         self.dtype = torch.float16 if meta.get("half") else torch.float32
 
     @torch.no_grad()
@@ -220,26 +205,3 @@ def load_runtime(path: Path | str, device: torch.device | str = "cpu") -> Runtim
 def is_exported(path: Path | str) -> bool:
     """True for files a non-PyTorch runtime runs (predict/val route these through :func:`load_runtime`)."""
     return Path(path).suffix.lower() in RUNTIMES and Path(path).suffix.lower() != ".pt"
-
-
-@torch.no_grad()
-def evaluate_runtime(runtime: Runtime, loader, names, category_ids=None, conf: float = ops.EVAL_CONF,
-                     iou: float = ops.EVAL_IOU, previews: int = 0, on_batch: Callable[[], None] | None = None):
-    """COCO metrics of a runtime over ``loader`` (letterboxed, not augmented): ``validate.evaluate`` for files
-    that are not a PyTorch module (no losses, since an exported graph has no raw head outputs)."""
-    from yoloswap.engine.evaluator import CocoAccumulator
-    from yoloswap.engine.validate import EvalOutput, _eval_image, letterboxed_truth, to_original
-
-    samples = {s.image_id: s for s in loader.dataset.samples}
-    acc = CocoAccumulator(names, category_ids)
-    shown: list = []
-    for images, _, metas in loader:
-        dets = detections_from_rows(runtime.infer(images.float() / 255), conf, iou)
-        for img, det, meta in zip(images, dets, metas):
-            sample = samples[meta["image_id"]]
-            if len(shown) < previews:
-                shown.append((img.permute(1, 2, 0).numpy().copy(), det.clone(), letterboxed_truth(sample, meta)))
-            acc.add(_eval_image(sample), to_original(det, meta))
-        if on_batch is not None:
-            on_batch()
-    return EvalOutput(acc.compute(), acc, shown)

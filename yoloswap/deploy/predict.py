@@ -35,7 +35,7 @@ def predict_images(model, files: list[Path], img_size: int, device: torch.device
     """Yield ``(path, image HxWx3 uint8, dets (K, 6) in original pixels)``; unreadable files are skipped."""
     from yoloswap.data.images import read_image
     from yoloswap.data.transforms import pad_to_square, resize_long_side
-    from yoloswap.engine.validate import to_original
+    from yoloswap.data.transforms import to_original
 
     model.eval().to(device)
     batch: list = []

@@ -12,16 +12,17 @@ from dataclasses import asdict, dataclass
 
 from typing import TYPE_CHECKING
 
+from yoloswap.backbones import LEVEL_STRIDES
+from yoloswap.device import resolve_device
 from yoloswap.errors import UsageError, YoloswapError
 from yoloswap.home import read_remembered, remember, remembered_path
-from yoloswap.presets import Preset
+from yoloswap.config.presets import Preset
 
 if TYPE_CHECKING:  # torch is imported inside functions: a cached probe needs none of it
     import torch
 
     from yoloswap.backbones.adapter import FeatureBackbone
 
-LEVEL_STRIDES = (8, 16, 32)
 
 
 @dataclass(frozen=True)
@@ -56,24 +57,6 @@ class ProbeResult:
             seconds=float(d["seconds"]),
             taps=tuple(d["taps"]),
         )
-
-
-def resolve_device(device: str) -> "torch.device":
-    """``auto`` → CUDA when present, else CPU; ``cuda`` without CUDA is a clear error."""
-    import torch
-
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(device)
-    except RuntimeError:
-        raise UsageError(f"unknown device '{device}' (use auto, cpu, cuda, cuda:N or meta)") from None
-    if dev.type == "cuda":
-        if not torch.cuda.is_available():
-            raise UsageError(f"--device {device} was asked for, but CUDA is not available on this machine")
-        if dev.index is not None and dev.index >= torch.cuda.device_count():
-            raise UsageError(f"--device {device}: only {torch.cuda.device_count()} CUDA device(s) here")
-    return dev
 
 
 def parse_img_size(value: str | int | tuple[int, int]) -> tuple[int, int]:
@@ -185,7 +168,7 @@ def probe(preset: Preset, img_size: tuple[int, int] = (640, 640), device: str = 
     probe it; ``device="meta"`` builds and runs shapes only."""
     import torch
 
-    from yoloswap.backbones.build import build_backbone
+    from yoloswap.backbones.sources import build_backbone
 
     dev = resolve_device(device)
     start = time.perf_counter()
@@ -221,7 +204,7 @@ def runs_at(preset: Preset, img_size: tuple[int, int]) -> bool:
     """Whether ``preset``'s backbone, as the preset builds it, runs on ``img_size`` inputs (tried on meta)."""
     import torch
 
-    from yoloswap.backbones.build import build_backbone
+    from yoloswap.backbones.sources import build_backbone
 
     try:
         with torch.device("meta"):

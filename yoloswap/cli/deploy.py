@@ -1,4 +1,4 @@
-"""Commands for deployment: export (ONNX / TorchScript), benchmark, and val/predict of an exported file."""
+"""Commands for deployment: export (ONNX / TorchScript) and benchmark."""
 
 from __future__ import annotations
 
@@ -30,10 +30,10 @@ def export(
 ) -> None:
     """Export a trained detector: the file takes 0-255 RGB (B, 3, H, W) and carries names, strides and size."""
     from yoloswap.cli.console import err, out
-    from yoloswap.engine.export import DEFAULT_OPSET, FORMATS, ExportSpec, export_model, require_onnx
-    from yoloswap.engine.runtimes import TorchRuntime
+    from yoloswap.deploy.export import DEFAULT_OPSET, FORMATS, ExportSpec, export_model, require_onnx
+    from yoloswap.deploy.runtimes import TorchRuntime
     from yoloswap.errors import UsageError
-    from yoloswap.probe import resolve_device
+    from yoloswap.device import resolve_device
 
     if fmt not in FORMATS:
         raise UsageError(f"--format {fmt!r}: choose one of {', '.join(FORMATS)}")
@@ -44,11 +44,12 @@ def export(
                       opset=opset or DEFAULT_OPSET, nms=nms, conf=conf, iou=iou, max_det=max_det)
     path = out_path or weights.with_suffix(FORMATS[fmt][0])
     with err.status(f"exporting {weights} to {fmt}"):
-        export_model(source.model, source.names, source.backbone, fmt, spec, path, resolve_device(device))
+        export_model(source.model, source.names, source.backbone, fmt, spec, path, resolve_device(device),
+                     trained_on=source.trained_on)
     out.print(f"exported {source.backbone} ({spec.img_size}×{spec.img_size}, "
               f"{'dynamic' if dynamic else f'batch {batch}'}) → {path} ({path.stat().st_size / 1e6:.1f} MB)")
     if fmt == "onnx" and check and not half:
-        from yoloswap.engine.export import check_onnx_parity
+        from yoloswap.deploy.export import check_onnx_parity
 
         report = check_onnx_parity(source.model, path, spec)
         out.print(f"ONNX Runtime vs PyTorch: max |Δ| boxes {report['max_abs_boxes']:.2e} px, "
@@ -72,9 +73,9 @@ def benchmark(
     from rich.table import Table
 
     from yoloswap.cli.console import err, out, print_json
-    from yoloswap.engine import benchmark as bench
+    from yoloswap.deploy import benchmark as bench
     from yoloswap.errors import UsageError
-    from yoloswap.probe import resolve_device
+    from yoloswap.device import resolve_device
 
     if (weights is None) == (backbone is None):
         raise UsageError("give either --weights FILE or --backbone NAME")
@@ -87,7 +88,7 @@ def benchmark(
     dev = resolve_device(device)
     with err.status("benchmarking"):
         if weights is not None and weights.suffix.lower() == ".onnx":
-            from yoloswap.engine.runtimes import OnnxRuntime
+            from yoloswap.deploy.runtimes import OnnxRuntime
 
             runtime = OnnxRuntime(weights, dev)
             size = runtime.size_for(img_size)
@@ -115,49 +116,15 @@ def benchmark(
 def _model_for_benchmark(weights: Path | None, backbone: str | None, num_classes: int, img_size: int | None):
     """(model, names, backbone name, size) from a checkpoint, or an untrained detector for a backbone name."""
     if weights is not None:
-        from yoloswap.engine.runtimes import TorchRuntime
+        from yoloswap.deploy.runtimes import TorchRuntime
 
         runtime = TorchRuntime(weights, "cpu")
         return runtime.model, runtime.names, runtime.backbone, runtime.size_for(img_size)
     from yoloswap.assembly import build_detector
     from yoloswap.backbones.resolve import resolve_backbone
-    from yoloswap.probe import fit_to_size
+    from yoloswap.backbones.probe import fit_to_size
 
     size = img_size or 640
     preset = fit_to_size(resolve_backbone(backbone), (size, size))
     model, _ = build_detector(preset, num_classes, (size, size))
     return model, [f"class{i}" for i in range(num_classes)], preset.name, size
-
-
-def val_exported(weights: Path, data: str | None, split: str, img_size: int | None, batch_size: int, device: str,
-                 workers: int, conf: float, iou: float, save_json: Path | None, as_json: bool) -> None:
-    """``yoloswap val`` for an exported file: same data, same metrics, run by its runtime (engine/runtimes.py)."""
-    import json
-
-    from yoloswap.cli.console import err, out, print_json
-    from yoloswap.data.dataset import DetectionDataset, build_dataloader
-    from yoloswap.data.formats import load_data_config
-    from yoloswap.data.synthetic import builtin_data_yaml
-    from yoloswap.engine.runtimes import evaluate_runtime, load_runtime
-    from yoloswap.errors import DataError
-    from yoloswap.probe import resolve_device
-
-    runtime = load_runtime(weights, resolve_device(device))
-    cfg = load_data_config(Path(data) if data else builtin_data_yaml())
-    if len(cfg.names) != len(runtime.names):
-        raise DataError(f"{cfg.source}: {len(cfg.names)} classes, but {weights} was trained for {len(runtime.names)}")
-    ds = DetectionDataset(cfg.split(split).samples, runtime.size_for(img_size), augment=False)
-    loader = build_dataloader(ds, batch_size, False, workers, 0)
-    with err.status(f"evaluating {weights} ({runtime.kind}) on {len(ds)} {split} images"):
-        result = evaluate_runtime(runtime, loader, list(cfg.names), cfg.category_ids, conf=conf, iou=iou)
-    if save_json is not None:
-        save_json.parent.mkdir(parents=True, exist_ok=True)
-        save_json.write_text(json.dumps(result.accumulator.results()))
-        err.print(f"COCO results written to {save_json}")
-    metrics = dict(result.metrics)
-    metrics.update(images=len(ds), weights=str(weights), backbone=runtime.backbone, runtime=runtime.kind)
-    if as_json:
-        print_json(metrics)
-        return
-    out.print(f"{runtime.backbone} ({runtime.kind}): mAP@.5:.95 [bold]{metrics['map']:.4f}[/]  mAP@.5 "
-              f"[bold]{metrics['map50']:.4f}[/]  mAP@.75 {metrics['map75']:.4f}  ({len(ds)} images)")

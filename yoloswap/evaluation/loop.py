@@ -1,8 +1,10 @@
-"""Evaluation: run the detector over a letterboxed split, map boxes back to the original images, score COCO mAP."""
+"""The one evaluation loop: any detector's ``infer`` over a letterboxed split, boxes mapped back to the original
+images, COCO mAP. A Detector during training, a ``.pt`` checkpoint, an ``.onnx`` or a ``.torchscript`` file all go
+through :func:`evaluate`, always in fp32, so a run's final mAP and ``val`` of its checkpoint agree.
+"""
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -10,7 +12,8 @@ import numpy as np
 import torch
 
 from yoloswap import ops
-from yoloswap.engine.evaluator import CocoAccumulator, EvalImage
+from yoloswap.data.transforms import to_original
+from yoloswap.evaluation.coco import CocoAccumulator, EvalImage
 
 
 @dataclass
@@ -20,55 +23,48 @@ class EvalOutput:
     previews: list = field(default_factory=list)  # (image HxWx3 uint8 letterboxed, dets (K,6), truth (M,5))
 
 
-def autocast_for(device: torch.device, dtype: torch.dtype | None):
-    """Mixed precision on CUDA (``dtype`` bf16/fp16) or the CPU (bf16); a no-op for ``dtype`` None."""
-    if device.type in ("cuda", "cpu") and dtype is not None:
-        return torch.autocast(device.type, dtype=dtype)
-    return contextlib.nullcontext()
-
-
 @torch.no_grad()
 def evaluate(
-    model: torch.nn.Module,
+    model,
     loader,
     names,
     category_ids=None,
     device: torch.device | str = "cpu",
-    amp_dtype: torch.dtype | None = None,
     conf: float = ops.EVAL_CONF,
     iou: float = ops.EVAL_IOU,
     loss_fn: Callable | None = None,
     previews: int = 0,
     on_batch: Callable[[], None] | None = None,
 ) -> EvalOutput:
-    """COCO metrics of ``model`` (already on ``device``) over ``loader``'s dataset (letterboxed, not augmented).
+    """COCO metrics of ``model`` over ``loader``'s dataset (letterboxed, not augmented).
 
-    Detections come from the head's own ``decode``; ``loss_fn`` is the head's loss (its ``names`` name the items).
+    ``model`` is anything with ``infer(images01 (B, 3, H, W) in [0, 1]) -> (B, P, 4 + nc)`` rows: a Detector (on
+    ``device``) or a runtime (deploy/runtimes.py). With ``loss_fn`` (the head's loss, whose ``names`` name the
+    items) ``model`` must be a Detector: its raw outputs give the validation losses too.
     """
     device = torch.device(device)
     samples = {s.image_id: s for s in loader.dataset.samples}
     acc = CocoAccumulator(names, category_ids)
     was_training = model.training
     model.eval()
-    head = model.head
     loss_sum, batches, shown = None, 0, []
     try:
         for images, targets, metas in loader:
             x = images.to(device, non_blocking=True).float() / 255  # (B, 3, S, S) in [0, 1]
-            with autocast_for(device, amp_dtype):
-                outputs = model(x)
-            outputs = [o.float() for o in outputs]
             if loss_fn is not None:
+                outputs = [o.float() for o in model(x)]
                 _, items = loss_fn(outputs, targets.to(device))
                 loss_sum = items if loss_sum is None else loss_sum + items
                 batches += 1
-            dets = ops.postprocess(head.decode(outputs), conf, iou)  # (B, P, 4+nc) rows -> per image (K, 6)
+                rows = model.head.decode(outputs)
+            else:
+                rows = model.infer(x)
+            dets = ops.postprocess(rows.float(), conf, iou)  # (B, P, 4+nc) rows -> per image (K, 6)
             for img, det, meta in zip(images, dets, metas):
                 det = det.cpu()
-                if len(shown) < previews:
-                    shown.append((img.permute(1, 2, 0).numpy().copy(), det.clone(),
-                                  letterboxed_truth(samples[meta["image_id"]], meta)))
                 sample = samples[meta["image_id"]]
+                if len(shown) < previews:
+                    shown.append((img.permute(1, 2, 0).numpy().copy(), det.clone(), letterboxed_truth(sample, meta)))
                 acc.add(_eval_image(sample), to_original(det, meta))
             if on_batch is not None:
                 on_batch()
@@ -79,16 +75,6 @@ def evaluate(
         means = (loss_sum / max(batches, 1)).tolist()
         metrics.update({f"val_{name}_loss": value for name, value in zip(loss_fn.names, means)})
     return EvalOutput(metrics, acc, shown)
-
-
-def to_original(dets: torch.Tensor, meta: dict) -> torch.Tensor:
-    """Undo the letterbox: ``x_orig = (x − pad) / ratio``, clipped to the original image."""
-    out = dets.clone()
-    pad_x, pad_y = meta["pad"]
-    h, w = meta["orig_size"]
-    out[:, [0, 2]] = ((out[:, [0, 2]] - pad_x) / meta["ratio"]).clamp(0, w)
-    out[:, [1, 3]] = ((out[:, [1, 3]] - pad_y) / meta["ratio"]).clamp(0, h)
-    return out
 
 
 def letterboxed_truth(sample, meta: dict) -> np.ndarray:

@@ -85,9 +85,9 @@ def best_weights(run: Path) -> Path:
 def row_from_run(run: Path, device: torch.device, warmup: int = 3, iters: int = 10,
                  img_size: int | None = None) -> CompareRow:
     """Accuracy recorded in the run's best checkpoint, and speed and size measured now on ``device``."""
-    from yoloswap.engine import benchmark as bench
-    from yoloswap.engine.checkpoint import load_checkpoint
-    from yoloswap.engine.model_io import detector_from_checkpoint, inference_size
+    from yoloswap.deploy import benchmark as bench
+    from yoloswap.checkpoint import load_checkpoint
+    from yoloswap.assembly import detector_from_checkpoint, inference_size
 
     path = best_weights(Path(run))
     ckpt = load_checkpoint(path)
@@ -111,7 +111,7 @@ def row_from_run(run: Path, device: torch.device, warmup: int = 3, iters: int = 
 def epochs_trained(run: Path, ckpt: dict) -> int:
     """Epochs the run trained: its metrics.csv rows (the best checkpoint may come from an earlier epoch), else
     the checkpoint's own epoch."""
-    from yoloswap.engine.plots import read_metrics_csv
+    from yoloswap.reports.plots import read_metrics_csv
 
     csv_path = run / "metrics.csv"
     if csv_path.is_file():
@@ -126,7 +126,7 @@ def _accuracy(ckpt: dict, run: Path) -> dict:
     metrics = ckpt.get("metrics") or {}
     if "map" in metrics:
         return {"map": float(metrics["map"]), "map50": float(metrics.get("map50", 0.0))}
-    from yoloswap.engine.plots import read_metrics_csv
+    from yoloswap.reports.plots import read_metrics_csv
 
     csv_path = run / "metrics.csv"
     if csv_path.is_file():
@@ -152,15 +152,15 @@ class CompareStatus:
     row: CompareRow | None = None
 
 
-def compare_backbones(backbones: Sequence[str], base_options, out: Path, device: torch.device,
+def compare_backbones(backbones: Sequence[str], base_options, out: Path, device: torch.device, train: Callable,
                       on_status: Callable[[list[CompareStatus]], None] = lambda s: None,
                       console=None) -> list[CompareRow]:
     """Train each backbone with ``base_options`` (a TrainOptions; only ``backbone`` changes), measure, return rows.
 
-    Resumable: a backbone whose ``row.json`` exists is read back, one with ``weights/last.pt`` resumes.
+    ``train`` is the training entry point (``yoloswap.train.loop.train``), passed in so that reports never import
+    the training package. Resumable: a backbone whose ``row.json`` exists is read back, one with
+    ``weights/last.pt`` resumes.
     """
-    from yoloswap.engine.trainer import train
-
     out = Path(out)
     statuses = [CompareStatus(b, "queued") for b in backbones]
     rows: list[CompareRow] = []
@@ -193,7 +193,7 @@ def compare_backbones(backbones: Sequence[str], base_options, out: Path, device:
 
 def _finished(last: Path) -> bool:
     """True when ``last.pt`` holds the run's final epoch (its options record the epochs, refitted to --time)."""
-    from yoloswap.engine.checkpoint import load_checkpoint
+    from yoloswap.checkpoint import load_checkpoint
 
     try:
         ckpt = load_checkpoint(last)
@@ -207,7 +207,7 @@ def _finished(last: Path) -> bool:
 
 def write_report(rows: Sequence[CompareRow], out: Path, title: str = "") -> dict[str, Path]:
     """compare.csv, compare.md and compare.png in ``out``; rows are Pareto-marked and sorted by mAP."""
-    from yoloswap.engine.plots import plot_compare
+    from yoloswap.reports.plots import plot_compare
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

@@ -99,8 +99,9 @@ def fixed_size_nms(rows: torch.Tensor, conf: float, iou: float, max_det: int) ->
     return torch.cat((dets, dets.new_zeros(max_det, 6)))[:max_det]
 
 
-def metadata(model: nn.Module, names: list[str], spec: ExportSpec, backbone: str) -> dict:
-    """What a runtime needs to use the file without the checkpoint."""
+def metadata(model: nn.Module, names: list[str], spec: ExportSpec, backbone: str, trained_on: str | None = None) -> dict:
+    """What a runtime needs to use the file without the checkpoint (``trained_on``: the data YAML, so that ``val``
+    of the file scores the same data as ``val`` of its checkpoint)."""
     head = model.head
     return {
         "format": "yoloswap-export-v1",
@@ -108,6 +109,7 @@ def metadata(model: nn.Module, names: list[str], spec: ExportSpec, backbone: str
         "backbone": backbone,
         "head": str(getattr(head, "name", type(head).__name__)),
         "names": list(names),
+        "data": trained_on,
         "strides": [int(s) for s in model.strides],
         "img_size": spec.img_size,
         "batch": None if spec.dynamic else spec.batch,
@@ -179,7 +181,7 @@ FORMATS: dict[str, tuple[str, Callable[[ExportWrapper, torch.Tensor, Path, dict]
 
 
 def export_model(model: nn.Module, names: list[str], backbone: str, fmt: str, spec: ExportSpec, path: Path,
-                 device: torch.device | str = "cpu") -> Path:
+                 device: torch.device | str = "cpu", trained_on: str | None = None) -> Path:
     """Write ``model`` (a Detector, or anything with ``infer``, ``head`` and ``strides``) as ``fmt`` to ``path``."""
     if fmt not in FORMATS:
         raise UsageError(f"--format {fmt!r}: choose one of {', '.join(FORMATS)}")
@@ -196,7 +198,7 @@ def export_model(model: nn.Module, names: list[str], backbone: str, fmt: str, sp
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with torch.no_grad():
-        return FORMATS[fmt][1](wrapper, _example(spec, device), path, metadata(model, names, spec, backbone))
+        return FORMATS[fmt][1](wrapper, _example(spec, device), path, metadata(model, names, spec, backbone, trained_on))
 
 
 def read_metadata(path: Path) -> dict:

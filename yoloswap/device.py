@@ -1,0 +1,23 @@
+"""Which device a command runs on: one rule for every command (``--device auto|cpu|cuda|cuda:N|meta``)."""
+
+from __future__ import annotations
+
+from yoloswap.errors import UsageError
+
+
+def resolve_device(device: str) -> "torch.device":
+    """``auto`` → CUDA when present, else CPU; ``cuda`` without CUDA is a clear error."""
+    import torch
+
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except RuntimeError:
+        raise UsageError(f"unknown device '{device}' (use auto, cpu, cuda, cuda:N or meta)") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise UsageError(f"--device {device} was asked for, but CUDA is not available on this machine")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise UsageError(f"--device {device}: only {torch.cuda.device_count()} CUDA device(s) here")
+    return dev

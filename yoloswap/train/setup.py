@@ -1,0 +1,258 @@
+"""Set-up of a run, one function per part: data (splits, datasets, loaders), model (preset, probe, weights,
+anchors, freezing), precision (measured on the CPU), optimization (optimizer, schedule, accumulation). ``build_run``
+calls them in that order and returns the :class:`~yoloswap.train.state.Run` the loop trains.
+
+Everything is validated and built before the run folder exists, so a start that fails leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import random
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from yoloswap.assembly import DetectorPlan, build_detector, detector_from_plan, is_detector_checkpoint
+from yoloswap.backbones.sources import build_backbone
+from yoloswap.checkpoint import load_checkpoint
+from yoloswap.config.options import TrainOptions, default_workers
+from yoloswap.device import resolve_device
+from yoloswap.errors import CheckpointError, UsageError
+from yoloswap.train import distributed
+from yoloswap.train.ema import ModelEMA
+from yoloswap.train.precision import DTYPES, amp_dtype_for, cpu_precision, seconds_per_step
+from yoloswap.train.schedule import Schedule
+from yoloswap.train.state import Run, restore
+
+VAL_BATCH_MULT = 2  # validation needs no gradients: twice the training batch fits
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+@dataclass
+class Data:
+    """The data side of a run: loaders over the two splits, the class names and the training samples."""
+
+    train_loader: Any
+    val_loader: Any
+    names: list[str]
+    category_ids: list[int] | None
+    train_samples: tuple
+    per_rank_batch: int
+
+
+def build_run(options: TrainOptions, out: Path, log=print, resume_ckpt: dict | None = None,
+              dist: distributed.Dist = distributed.Dist()) -> tuple[Run, Any]:
+    """Model, data, optimizer and schedule for ``options``; restored from ``resume_ckpt`` when given."""
+    options.check()
+    if options.workers is None:
+        workers = default_workers(int(os.environ.get("LOCAL_WORLD_SIZE", dist.world_size)))
+        options = dataclasses.replace(options, workers=workers)
+    seed_everything(options.seed)
+    device = resolve_device(options.device)
+    if device.type == "meta":
+        raise UsageError("--device meta cannot train; use cpu or cuda")
+    device = distributed.setup(dist, device)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # fixed input size: let cuDNN pick its fastest kernels once
+
+    data = build_data(options, dist, log)  # read and validated before any model work: label errors stop at once
+    model, preset, plan, weights_report = build_model(options, data, resume_ckpt, dist, log)
+    model.to(device, memory_format=torch.channels_last)  # faster convolutions on both CPU and GPU
+    amp_dtype = choose_precision(model, preset, plan, options, device, data.per_rank_batch, resume_ckpt, dist, log)
+    run = build_optimization(options, out, preset, plan, model, data, device, amp_dtype, dist)
+    run.weights_report = weights_report.to_dict() if weights_report is not None else None
+    if resume_ckpt is not None:
+        restore(run, resume_ckpt)
+    return run, (data.train_loader, data.val_loader)
+
+
+def build_data(options: TrainOptions, dist: distributed.Dist, log) -> Data:
+    """The splits of ``--data`` (the built-in set without it) as letterboxing datasets and their loaders; under
+    torchrun each rank sees its own shard and ``--batch-size`` is the total over all ranks."""
+    from yoloswap.data.dataset import DetectionDataset, build_dataloader
+    from yoloswap.data.formats import load_data_config
+    from yoloswap.data.synthetic import builtin_data_yaml
+
+    data_yaml = Path(options.data) if options.data else builtin_data_yaml()
+    if not options.data:
+        log(f"data: built-in synthetic set at {data_yaml.parent}")
+    cfg = load_data_config(data_yaml)
+    train_split, val_split = cfg.train, cfg.val
+    for split in (train_split, val_split):
+        if split.skipped:
+            log(f"[yellow]warning:[/] {split.name}: skipped {len(split.skipped)} unreadable image(s), e.g. "
+                f"{split.skipped[0]}")
+    train_ds = DetectionDataset(train_split.samples, options.img_size, augment=True, aug=options.augment,
+                                seed=options.seed)
+    val_ds = DetectionDataset(val_split.samples, options.img_size, augment=False)
+    sampler = None
+    if dist.enabled:
+        from torch.utils.data.distributed import DistributedSampler
+
+        sampler = DistributedSampler(train_ds, dist.world_size, dist.rank, shuffle=True, seed=options.seed)
+    per_rank_batch = distributed.per_process_batch(options.batch_size, dist.world_size)
+    train_loader = build_dataloader(train_ds, per_rank_batch, True, options.workers, options.seed + dist.rank,
+                                    sampler=sampler)
+    val_loader = build_dataloader(val_ds, options.batch_size * VAL_BATCH_MULT, False, options.workers, options.seed)
+    return Data(train_loader, val_loader, list(cfg.names), list(cfg.category_ids) if cfg.category_ids else None,
+                train_split.samples, per_rank_batch)
+
+
+def build_model(options: TrainOptions, data: Data, resume_ckpt: dict | None, dist: distributed.Dist, log):
+    """preset (+ overrides) → probe → neck/head fitted → weights → anchors → freezing.
+
+    Returns ``(model, preset, plan, weights_report)``; a resumed run rebuilds its checkpoint's own preset and plan
+    (its weights are restored later, with the optimizer).
+    """
+    from yoloswap.backbones.freeze import apply_freezing
+    from yoloswap.backbones.probe import fit_to_size
+    from yoloswap.backbones.resolve import resolve_backbone
+    from yoloswap.config.presets import preset_from_dict
+
+    weights_report = None
+    if resume_ckpt is not None:
+        preset = preset_from_dict(resume_ckpt["config"]["preset"], origin="checkpoint preset")
+        plan = DetectorPlan.from_dict(resume_ckpt["plan"])
+        model = detector_from_plan(build_backbone(preset), plan, preset)
+    else:
+        init_ckpt = _detector_checkpoint(options.weights)  # read once: decides how --weights is used
+        size = (options.img_size, options.img_size)
+        given = _with_overrides(resolve_backbone(options.backbone), options, init_ckpt is not None)
+        preset = fit_to_size(given, size)
+        if preset is not given:
+            log(f"backbone: {preset.name} built for {size[0]}x{size[1]} inputs (as given it runs only at its "
+                "pretrained size or multiples of it); the run records this, so its checkpoints rebuild the same")
+        model, plan = build_detector(preset, len(data.names), size, options.neck_width)
+        if not dist.main:
+            distributed.barrier(dist)  # rank 0 downloads into the cache first; the others then read it
+        weights_report = _load_initial_weights(model, preset, options, init_ckpt, log)
+        if dist.main:
+            distributed.barrier(dist)
+        if options.autoanchor:  # deterministic (seeded), so every rank installs the same anchors
+            from yoloswap.train.autoanchor import check_anchors
+
+            plan = check_anchors(model.head, plan, data.train_samples, options.img_size, log, options.seed)
+    apply_freezing(model.backbone, preset.frozen_stages, preset.norm_eval)
+    return model, preset, plan, weights_report
+
+
+def choose_precision(model, preset, plan, options: TrainOptions, device: torch.device, batch: int,
+                     resume_ckpt: dict | None, dist: distributed.Dist, log) -> torch.dtype | None:
+    """The autocast dtype: bf16/fp16 on CUDA; on a CPU bf16 only where a timed step shows it is faster for this
+    model (rank 0 measures, alone on the cores; every rank follows); a resumed run keeps what it started with."""
+    amp_dtype = amp_dtype_for(device, options.amp)
+    if amp_dtype is None or device.type != "cpu":
+        return amp_dtype
+    recorded = (resume_ckpt or {}).get("config", {}).get("precision")
+    if recorded in DTYPES:
+        return DTYPES[recorded]
+    # The anchors do not change the arithmetic, and are left out so a run and its resume agree on the key.
+    describe = {"model": preset.to_dict()["model"], "plan": {k: v for k, v in plan.to_dict().items() if k != "anchors"}}
+    measured = cpu_precision(model, describe, batch, options.img_size, log) if dist.main else None
+    return distributed.broadcast(dist, measured)
+
+
+def build_optimization(options: TrainOptions, out: Path, preset, plan, model, data: Data, device: torch.device,
+                       amp_dtype, dist: distributed.Dist) -> Run:
+    """``auto`` resolved to a concrete optimizer and lr (recorded in the options, so config.yaml, a resume and a
+    replay all use the same); the nominal batch by accumulation, weight decay scaled to match; EMA, DDP, compile."""
+    from yoloswap.train.optim import build_optimizer
+
+    n_images = len(data.train_loader.dataset)
+    choice = distributed.broadcast(dist, _choose_optimizer(options, preset, len(data.names), n_images, model,
+                                                           data.per_rank_batch, device, amp_dtype))
+    options = dataclasses.replace(options, optimizer=choice.name, lr=choice.lr)
+    accumulate_target = max(options.nominal_batch / options.batch_size, 1.0)
+    accumulate = max(round(accumulate_target), 1)
+    wd = options.weight_decay if options.weight_decay is not None else preset.optimizer.weight_decay
+    wd *= options.batch_size * accumulate / options.nominal_batch
+    optimizer = build_optimizer(model, choice.name, choice.lr, choice.momentum, wd,
+                                backbone_lr_mult=options.backbone_lr_mult)
+    schedule = Schedule(
+        epochs=options.epochs, iters_per_epoch=len(data.train_loader), lrf=options.lrf, cosine=options.cos_lr,
+        warmup_epochs=options.warmup_epochs, warmup_bias_lr=choice.warmup_bias_lr, momentum=choice.momentum,
+        accumulate=accumulate_target,
+    )
+    ema = ModelEMA(model) if options.ema and dist.main else None
+    wrapped = distributed.wrap(dist, model, device)
+    if options.compile:
+        wrapped = torch.compile(wrapped)
+    return Run(
+        options=options, out=out, preset=preset, plan=plan, names=data.names, category_ids=data.category_ids,
+        model=wrapped, ema=ema, optimizer=optimizer, scaler=torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16),
+        schedule=schedule, device=device, amp_dtype=amp_dtype, accumulate=accumulate, dist=dist,
+        optimizer_reason=choice.reason, max_epochs=options.epochs,
+    )
+
+
+def _choose_optimizer(options: TrainOptions, preset, num_classes: int, images: int, model, batch: int,
+                      device: torch.device, amp_dtype):
+    """Resolve ``--optimizer auto`` from the run's length in optimizer steps (a ``--time`` run: estimated)."""
+    from yoloswap.train.optim import SHORT_RUN_STEPS, choose_optimizer, optimizer_steps
+
+    steps = optimizer_steps(images, options.batch_size, options.nominal_batch, options.epochs)
+    note = ""
+    if options.time is not None and options.optimizer == "auto" and options.lr is None and steps > SHORT_RUN_STEPS:
+        # Only when the run could be long does its speed matter: time a step of the model (no data loading, so
+        # an upper bound of the steps the budget holds) and count the epochs that fit.
+        per_epoch_s = math.ceil(images / batch) * seconds_per_step(model, batch, options.img_size, device, amp_dtype)
+        fit = max(1, min(options.epochs, int(options.time * 60 // max(per_epoch_s, 1e-9))))
+        steps = optimizer_steps(images, options.batch_size, options.nominal_batch, fit)
+        note = f" (--time {options.time:g} min: about {fit} epochs)"
+    return choose_optimizer(options.optimizer, options.lr, preset.optimizer, num_classes, steps, note)
+
+
+def _with_overrides(preset, options: TrainOptions, fine_tune: bool):
+    """CLI options override the preset's training controls; the result is what the run records."""
+    changes = {}
+    for name in ("frozen_stages", "norm_eval", "drop_path_rate", "head"):
+        value = getattr(options, name)
+        if value is not None:
+            changes[name] = value
+    if options.weights is not None and not fine_tune:
+        changes["weights"] = options.weights
+    return dataclasses.replace(preset, **changes) if changes else preset
+
+
+def _detector_checkpoint(weights: str | None) -> dict | None:
+    """``--weights`` as a yoloswap detector checkpoint (to fine-tune), or None when it is backbone weights.
+
+    A file that cannot be read is left to the backbone loader, whose error names what is wrong with it.
+    """
+    if weights is None or not Path(weights).is_file() or Path(weights).suffix != ".pt":
+        return None
+    try:
+        ckpt = load_checkpoint(Path(weights))
+    except CheckpointError:
+        return None
+    return ckpt if is_detector_checkpoint(ckpt) else None
+
+
+def _load_initial_weights(model, preset, options: TrainOptions, init_ckpt: dict | None, log):
+    """A yoloswap checkpoint fine-tunes the whole detector; anything else is backbone weights."""
+    from yoloswap.backbones.weights import load_backbone_weights
+
+    if init_ckpt is not None:
+        state = init_ckpt.get("ema") or init_ckpt["model"]
+        own = model.state_dict()
+        fitting = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
+        model.load_state_dict(fitting, strict=False)
+        log(f"weights: {len(fitting)}/{len(own)} detector tensors from {options.weights}")
+        return None
+    report = load_backbone_weights(model.backbone, preset.weights, preset, min_fraction=options.min_weights_fraction)
+    if report is None:
+        log("weights: none (training the backbone from scratch)")
+    else:
+        log(f"weights: {report.summary_line()}")
+    return report
