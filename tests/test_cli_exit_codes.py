@@ -56,3 +56,16 @@ def test_the_convention_lives_in_the_error_classes():
     for cls in (errors.ConfigError, errors.DataError, errors.CheckpointError, errors.WeightsError,
                 errors.TrainingError):
         assert cls("x").exit_code == errors.EXIT_FAILURE == 1
+
+
+@pytest.mark.parametrize("args", [
+    ("-b", "timm:vit_small_patch16_224"),  # one stride only
+    ("-b", "timm:inception_v3"),  # strides that are not exact fractions of the input
+    ("-b", "torchvision:maxvit_t", "--img-size", "320"),  # a size its windows do not divide
+], ids=["plain-vit", "inexact-strides", "fixed-size"])
+def test_every_refusal_of_a_backbone_is_one_usage_line_without_library_internals(cli, args):
+    code, _, err = cli("probe-channels", *args)
+    assert code == 2, err
+    line = err.strip()
+    assert line.startswith("Error: ") and "\n" not in line
+    assert "RuntimeError" not in line and "shape '[" not in line

@@ -141,6 +141,7 @@ def test_workers_give_the_same_batches_for_the_same_seed(tmp_path: Path) -> None
         loader = build_dataloader(ds, 2, shuffle=True, workers=2, seed=9)
         runs.append([(im, tg) for im, tg, _ in loader])
         del loader
+    assert len(runs[0]) == len(runs[1]) == -(-len(ds) // 2) > 0  # every batch, both times
     for (a, ta), (b, tb) in zip(*runs):
         assert torch.equal(a, b) and torch.equal(ta, tb)
 

@@ -171,11 +171,3 @@ def test_distances_and_boxes_round_trip_and_clamp():
     assert torch.equal(ops.dist2bbox(dist[:1], points[:1]), boxes[:1])
 
 
-def test_threshold_constants():
-    assert (ops.EVAL_CONF, ops.EVAL_IOU, ops.PREDICT_CONF, ops.PREDICT_IOU, ops.MAX_DET) == (
-        0.001,
-        0.65,
-        0.25,
-        0.45,
-        300,
-    )

@@ -38,6 +38,12 @@ class UsageError(YoloswapError):
     exit_code = EXIT_USAGE
 
 
+class BackboneRefused(UsageError):
+    """A backbone that cannot serve a YOLOv5 neck as asked: its levels, their strides, or the input size (exit 2,
+    like any other choice on the command line). One class for every such refusal, whatever the source, so scripts
+    and users see one rule; the message says what the backbone gives and what would work."""
+
+
 class ConfigError(YoloswapError):
     """A preset, data YAML or option value is malformed; the message names the file and field."""
 

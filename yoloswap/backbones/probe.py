@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from yoloswap.backbones import LEVEL_STRIDES
 from yoloswap.device import resolve_device
-from yoloswap.errors import UsageError, YoloswapError
+from yoloswap.errors import BackboneRefused, UsageError, YoloswapError
 from yoloswap.home import read_remembered, remember, remembered_path
 from yoloswap.config.presets import Preset
 
@@ -92,8 +92,9 @@ def probe_backbone(backbone: "FeatureBackbone", img_size: tuple[int, int], name:
     except Exception as exc:  # the library's own failure, e.g. a window size the input does not divide
         from yoloswap.backbones.construct import cause
 
-        raise YoloswapError(
-            f"backbone '{name}' does not run on a {h}x{w} input ({cause(exc)}){_size_hint(backbone, device)}"
+        hint = _size_hint(backbone, device)  # the size that works, when one can be found, says more than the cause
+        raise BackboneRefused(
+            f"backbone '{name}' does not run on a {h}x{w} input" + (hint or f" (the model's code stops: {cause(exc)})")
         ) from None
     seconds = time.perf_counter() - start
     return _result(backbone, feats, img_size, name, device, seconds)
@@ -258,17 +259,17 @@ def cached_probe(preset: Preset, img_size: tuple[int, int] = (640, 640)) -> Prob
 def _result(backbone, feats, img_size, name, device, seconds) -> ProbeResult:
     h, w = img_size
     if len(feats) != 3:
-        raise YoloswapError(f"backbone '{name}' returned {len(feats)} feature levels, expected 3")
+        raise BackboneRefused(f"backbone '{name}' returned {len(feats)} feature levels, expected 3")
     strides = []
     for f in feats:
         fh, fw = f.shape[-2:]
         if f.ndim != 4 or h // fh != w // fw:
-            raise YoloswapError(
+            raise BackboneRefused(
                 f"backbone '{name}' level {len(strides)} has shape {tuple(f.shape)}, not an NCHW map of a {h}x{w} input"
             )
         strides.append(round(h / fh))
     if tuple(strides) != LEVEL_STRIDES:
-        raise YoloswapError(
+        raise BackboneRefused(
             f"backbone '{name}' levels have strides {strides}, expected {list(LEVEL_STRIDES)} "
             "(its maps are not exact fractions of the input: unpadded convolutions or pooling)"
         )

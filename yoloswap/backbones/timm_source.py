@@ -7,7 +7,7 @@ from typing import Any
 from yoloswap.backbones.adapter import LEVEL_STRIDES, FeatureBackbone, missing_levels_hint
 from yoloswap.backbones.construct import cause, construct
 from yoloswap.backbones.stages import group_stages
-from yoloswap.errors import UsageError
+from yoloswap.errors import BackboneRefused
 
 
 def build_timm_backbone(model_name: str, layers: tuple[str, ...] | None, drop_path_rate: float,
@@ -22,19 +22,19 @@ def build_timm_backbone(model_name: str, layers: tuple[str, ...] | None, drop_pa
     model = construct(lambda: timm.create_model(model_name, pretrained=False, **extra), label)
     info = list(getattr(model, "feature_info", None) or [])
     if not info:
-        raise UsageError(f"timm:{model_name} declares no feature levels (feature_info), so yoloswap cannot tap it")
+        raise BackboneRefused(f"timm:{model_name} declares no feature levels (feature_info), so yoloswap cannot tap it")
     reductions = [int(f["reduction"]) for f in info]
     modules = [str(f["module"]) for f in info]
     if layers is not None:
         missing = [layer for layer in layers if layer not in modules]
         if missing:
-            raise UsageError(f"timm:{model_name} has no feature level '{missing[0]}'; levels are {', '.join(modules)}")
+            raise BackboneRefused(f"timm:{model_name} has no feature level '{missing[0]}'; levels are {', '.join(modules)}")
         indices = [modules.index(layer) for layer in layers]
     else:
         indices = [_last_index(reductions, s) for s in LEVEL_STRIDES]
         if None in indices:
             have = sorted(set(reductions))
-            raise UsageError(
+            raise BackboneRefused(
                 f"timm:{model_name} gives features only at strides {have}; a YOLOv5 neck needs strides 8, 16 and 32"
                 + missing_levels_hint(have)
             )
@@ -44,7 +44,7 @@ def build_timm_backbone(model_name: str, layers: tuple[str, ...] | None, drop_pa
         try:
             model.prune_intermediate_layers(indices, prune_norm=True, prune_head=True)
         except Exception as exc:  # the library's own check; one line for the user
-            raise UsageError(f"{label} cannot be cut at strides 8/16/32 ({cause(exc)})") from None
+            raise BackboneRefused(f"{label} cannot be cut at strides 8/16/32 ({cause(exc)})") from None
 
         def extract(body, x):
             return body.forward_intermediates(x, indices=indices, intermediates_only=True)

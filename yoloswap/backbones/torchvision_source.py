@@ -15,7 +15,7 @@ from torch import nn
 from yoloswap.backbones.adapter import LEVEL_STRIDES, FeatureBackbone, missing_levels_hint
 from yoloswap.backbones.construct import cause, construct
 from yoloswap.backbones.stages import group_stages
-from yoloswap.errors import UsageError
+from yoloswap.errors import BackboneRefused
 
 _PROBE_HW = (256, 192)  # unequal sides tell NCHW from NHWC
 
@@ -48,7 +48,7 @@ def build_torchvision_backbone(model_name: str, layers: tuple[str, ...] | None, 
         missing = [s for s in LEVEL_STRIDES if not by_stride[s]]
         if missing:
             have = sorted({st for _, st in strides})
-            raise UsageError(
+            raise BackboneRefused(
                 f"torchvision:{model_name} gives features only at strides {have}; "
                 "a YOLOv5 neck needs strides 8, 16 and 32" + missing_levels_hint(have)
             )
@@ -57,14 +57,14 @@ def build_torchvision_backbone(model_name: str, layers: tuple[str, ...] | None, 
         known = {n for n, _ in model.named_modules()}
         bad = [layer for layer in layers if layer not in known]
         if bad:
-            raise UsageError(f"torchvision:{model_name} has no module '{bad[0]}'")
+            raise BackboneRefused(f"torchvision:{model_name} has no module '{bad[0]}'")
     stage_ends = [by_stride[s][-1] if by_stride[s] else None for s in (4, *LEVEL_STRIDES)]
     stage_ends = [_common_tap(end, layers) for end in stage_ends]
 
     try:
         body = create_feature_extractor(model, return_nodes={layer: str(i) for i, layer in enumerate(layers)})
     except Exception as exc:  # torch.fx cannot trace every model; say so in one line
-        raise UsageError(f"{label} cannot be cut at {', '.join(layers)} ({cause(exc)})") from None
+        raise BackboneRefused(f"{label} cannot be cut at {', '.join(layers)} ({cause(exc)})") from None
     stages = group_stages(body, stage_ends)
 
     def extract(body: nn.Module, x: torch.Tensor) -> list[torch.Tensor]:
@@ -90,11 +90,11 @@ def measure_module_strides(builder, kwargs: dict[str, Any], label: str = "torchv
         return _strides_at(model, _PROBE_HW)
     except Exception as first:
         if input_size is None or input_size == _PROBE_HW:
-            raise UsageError(f"{label} does not run on a {_PROBE_HW[0]}x{_PROBE_HW[1]} input ({cause(first)})") from None
+            raise BackboneRefused(f"{label} does not run on a {_PROBE_HW[0]}x{_PROBE_HW[1]} input ({cause(first)})") from None
         try:
             return _strides_at(model, input_size)
         except Exception as exc:
-            raise UsageError(f"{label} does not run on a {input_size[0]}x{input_size[1]} input ({cause(exc)})") from None
+            raise BackboneRefused(f"{label} does not run on a {input_size[0]}x{input_size[1]} input ({cause(exc)})") from None
 
 
 def _input_size(model_name: str, model: nn.Module) -> tuple[int, int] | None:
