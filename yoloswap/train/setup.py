@@ -133,6 +133,8 @@ def build_model(options: TrainOptions, data: Data, resume_ckpt: dict | None, dis
         init_ckpt = _detector_checkpoint(options.weights)  # read once: decides how --weights is used
         size = (options.img_size, options.img_size)
         given = _with_overrides(resolve_backbone(options.backbone), options, init_ckpt is not None)
+        if init_ckpt is None:
+            given = _normalized_for_weights(given, options.backbone, log)
         preset = fit_to_size(given, size)
         if preset is not given:
             log(f"backbone: {preset.name} built for {size[0]}x{size[1]} inputs (as given it runs only at its "
@@ -261,6 +263,25 @@ def _with_overrides(preset, options: TrainOptions, fine_tune: bool):
     if options.weights is not None and not fine_tune:
         changes["weights"] = options.weights
     return dataclasses.replace(preset, **changes) if changes else preset
+
+
+def _normalized_for_weights(preset, backbone: str, log):
+    """The preset with the mean/std its weights declare (backbones/normalization.py: an explicit ``normalize:``
+    in the preset wins; then the file's metadata; then timm's or torchvision's config). Recorded in the preset,
+    so config.yaml, every checkpoint and the exported model carry the values the run trained with."""
+    from yoloswap.backbones.normalization import preset_sets_normalize, weights_normalization
+    from yoloswap.config.presets import Normalize
+
+    where = "ImageNet (default)"
+    if preset_sets_normalize(backbone):
+        where = "the preset's normalize:"
+    else:
+        declared = weights_normalization(preset.weights)
+        if declared is not None:
+            mean, std, where = declared
+            preset = dataclasses.replace(preset, normalize=Normalize(mean=mean, std=std))
+    log(f"normalise: mean {list(preset.normalize.mean)} std {list(preset.normalize.std)} ({where})")
+    return preset
 
 
 def _detector_checkpoint(weights: str | None) -> dict | None:
