@@ -14,6 +14,7 @@ from __future__ import annotations
 from torch import nn
 
 from yoloswap.backbones.adapter import FeatureBackbone
+from yoloswap.config.options import BN_MODES
 from yoloswap.errors import ConfigError
 
 
@@ -53,3 +54,27 @@ def frozen_module_names(body: nn.Module, frozen: set[str]) -> tuple[str, ...]:
             chosen.append(name)
     return tuple(chosen)
 
+
+
+
+def apply_bn_mode(backbone: FeatureBackbone, mode: str) -> None:
+    """The backbone's BatchNorm mode (``--bn``), applied after :func:`apply_freezing`.
+
+    - ``frozen``: torchvision detection's FrozenBatchNorm2d: statistics *and* affine parameters fixed. The modules
+      stay ``BatchNorm2d`` (kept in eval mode, ``weight``/``bias`` with ``requires_grad=False``), which computes
+      exactly what ``torchvision.ops.misc.FrozenBatchNorm2d`` computes but keeps BatchNorm's state-dict keys, so
+      the run's checkpoints load into ``val``, ``predict`` and ``export`` unchanged.
+    - ``eval``: statistics fixed, affine parameters trained (mmdet's ``norm_eval``).
+    - ``train``: statistics and affine parameters trained.
+    - ``sync``: as ``train``; under torchrun on CUDA every BatchNorm becomes SyncBatchNorm (train/distributed.py
+      does that for any trainable BatchNorm).
+    """
+    if mode not in BN_MODES:
+        raise ConfigError(f"--bn must be one of {', '.join(BN_MODES)}, got {mode!r}")
+    backbone.norm_eval = mode in ("frozen", "eval")
+    if mode == "frozen":
+        for module in backbone.body.modules():
+            if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                for param in module.parameters(recurse=False):
+                    param.requires_grad_(False)
+    backbone.train(backbone.training)

@@ -14,7 +14,9 @@ Opt = typer.Option
 
 def compare(
     backbones: Annotated[Optional[str], Opt("--backbones", "-b", rich_help_panel=H.MODEL, help="Comma-separated backbones to train and compare (presets, timm:NAME, torchvision:NAME).")] = None,
-    runs: Annotated[Optional[list[Path]], Opt("--runs", rich_help_panel=H.DATA, help="Compare finished run folders instead (repeat the option).")] = None,
+    folders: Annotated[Optional[list[Path]], typer.Argument(show_default=False, help="Run folders, with --runs.")] = None,
+    runs: Annotated[bool, H.flag("--runs", rich_help_panel=H.DATA, help="Compare the finished run folders given after it instead (`--runs runs/train/exp*`).")] = False,
+    seeds: Annotated[int, Opt("--seeds", min=1, rich_help_panel=H.OPTIMIZATION, help="Train every backbone this many times (seeds --seed onwards) and report mean ± std of mAP, marking rows within the noise.")] = 1,
     data: Annotated[Optional[str], Opt("--data", rich_help_panel=H.DATA, help="Data YAML (default: the built-in set).")] = None,
     epochs: Annotated[Optional[int], Opt(rich_help_panel=H.OPTIMIZATION, help="Epochs for every backbone (default: as `train`).")] = None,
     time_budget: Annotated[Optional[float], Opt("--time", rich_help_panel=H.OPTIMIZATION, help="Minutes of training for every backbone.")] = None,
@@ -38,13 +40,15 @@ def compare(
     from yoloswap.errors import UsageError
     from yoloswap.device import resolve_device
 
-    if (backbones is None) == (not runs):
-        raise UsageError("give either --backbones A,B,... to train, or --runs DIR (repeated) to compare finished runs")
+    if folders and not runs:
+        raise UsageError(f"unexpected argument {str(folders[0])!r}: run folders follow --runs")
+    if (backbones is None) == (not runs) or (runs and not folders):
+        raise UsageError("give either --backbones A,B,... to train, or --runs DIR... to compare finished runs")
     dev = resolve_device(device or "auto")
     if runs:
         folder = out or new_run_dir(Path("runs/compare"))
         rows = []
-        for run in runs:
+        for run in folders:
             with err.status(f"measuring {run}"):
                 rows.append(row_from_run(run, dev, img_size=img_size))
         title = f"{len(rows)} runs"
@@ -63,8 +67,9 @@ def compare(
         err.print(f"comparing {len(names)} backbones on {data or 'the built-in set'}, {budget} each, "
                   f"{options.img_size} px → {folder}")
         rows = compare_backbones(names, options, folder, dev, run_training, on_status=lambda s: err.print(_status_table(s)),
-                                 console=err)
+                                 console=err, seeds=seeds)
         title = f"{data or 'built-in set'}, {budget} per backbone, {options.img_size} px"
+        title += f", {seeds} seeds" if seeds > 1 else ""
     paths = write_report(rows, folder, title=title)
     stdout.print(paths["md"].read_text())
     stdout.print(f"wrote {paths['csv']}, {paths['md']} and {paths['png']}")

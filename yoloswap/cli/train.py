@@ -54,6 +54,9 @@ def train(
     norm_eval: Annotated[Optional[bool], H.flag("--norm-eval/--no-norm-eval", rich_help_panel=H.MODEL, help=_help("norm_eval"))] = None,
     drop_path_rate: Annotated[Optional[float], Opt("--drop-path-rate", rich_help_panel=H.MODEL, help=_help("drop_path_rate"))] = None,
     min_weights_fraction: Annotated[Optional[float], Opt("--min-weights-fraction", rich_help_panel=H.MODEL, help=_help("min_weights_fraction"))] = None,
+    layer_decay: Annotated[Optional[float], Opt("--layer-decay", rich_help_panel=H.OPTIMIZATION, help=_help("layer_decay"))] = None,
+    freeze_backbone_epochs: Annotated[Optional[int], Opt("--freeze-backbone-epochs", rich_help_panel=H.OPTIMIZATION, help=_help("freeze_backbone_epochs"))] = None,
+    bn: Annotated[Optional[str], Opt("--bn", rich_help_panel=H.MODEL, help=_help("bn"))] = None,
     close_mosaic: Annotated[Optional[int], Opt("--close-mosaic", rich_help_panel=H.AUGMENTATION, help=_help("close_mosaic"))] = None,
     autoanchor: Annotated[bool, H.flag("--autoanchor/--no-autoanchor", rich_help_panel=H.MODEL, help=_help("autoanchor"))] = default_of("autoanchor"),
     val_interval: Annotated[Optional[int], Opt("--val-interval", rich_help_panel=H.OUTPUT, help=_help("val_interval"))] = None,
@@ -92,6 +95,7 @@ def train(
         mosaic=mosaic, degrees=degrees, translate=translate, scale=scale, shear=shear, fliplr=fliplr,
         hsv_h=hsv_h, hsv_s=hsv_s, hsv_v=hsv_v,
         head=check_head(head) if head is not None else None, autoanchor=autoanchor,
+        layer_decay=layer_decay, freeze_backbone_epochs=freeze_backbone_epochs, bn=bn,
     )
     options = TrainOptions.for_data(data, given)
     try:

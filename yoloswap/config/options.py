@@ -16,6 +16,7 @@ from yoloswap.data.transforms import AugmentConfig
 from yoloswap.errors import ConfigError, UsageError
 
 OPTIMIZERS = ("auto", "sgd", "adamw")
+BN_MODES = ("frozen", "eval", "train", "sync")  # backbones/freeze.py's apply_bn_mode applies them
 
 
 @dataclass(frozen=True)
@@ -50,6 +51,10 @@ class TrainOptions:
     amp: bool = True
     compile: bool = False
     min_weights_fraction: float | None = None
+    # Fine-tuning recipe (README, "Fine-tuning recipe"); resolved by train/setup.py's resolve_recipe and recorded.
+    layer_decay: float = 1.0  # 1: no layer-wise decay
+    freeze_backbone_epochs: int = 0
+    bn: str | None = None  # None: the recipe rule (weights loaded: the preset's norm_eval; from scratch: train)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 
     def to_dict(self) -> dict[str, Any]:
@@ -114,6 +119,12 @@ class TrainOptions:
             raise bad("close_mosaic", f"must be >= 0, got {self.close_mosaic}")
         if self.backbone_lr_mult < 0:
             raise bad("backbone_lr_mult", f"must be >= 0, got {self.backbone_lr_mult}")
+        if not 0 < self.layer_decay <= 1:
+            raise bad("layer_decay", f"must be in (0, 1], got {self.layer_decay}")
+        if self.freeze_backbone_epochs < 0:
+            raise bad("freeze_backbone_epochs", f"must be >= 0, got {self.freeze_backbone_epochs}")
+        if self.bn is not None and self.bn not in BN_MODES:
+            raise bad("bn", f"must be one of {', '.join(BN_MODES)}, got {self.bn}")
         if self.optimizer not in OPTIMIZERS:
             raise bad("optimizer", f"must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer}")
 
@@ -168,6 +179,13 @@ HELP: dict[str, str] = {
            "AMX) bf16, else fp32.",
     "compile": "Compile the model with torch.compile (slow first steps; may speed up long GPU runs).",
     "min_weights_fraction": "Stop unless this fraction of the backbone's tensors loaded (default 1.0).",
+    "layer_decay": "Layer-wise lr decay R: a backbone stage d stages below the top trains at lr × R^d (top stage "
+                   "d=1, stem d=5); neck and head at full lr. 1 = off; ConvNeXt's detection recipe uses 0.8-0.95.",
+    "freeze_backbone_epochs": "Freeze the whole backbone for the first N epochs (neck and head train), then "
+                              "unfreeze it with its own lr warmup.",
+    "bn": "Backbone BatchNorm: frozen (statistics and affine fixed, torchvision detection's FrozenBatchNorm2d), "
+          "eval (statistics fixed, = --norm-eval), train, or sync (SyncBatchNorm under torchrun). Default: with "
+          "loaded weights the preset's norm_eval (eval or train); from scratch train.",
     "mosaic": "Probability of a 4-image mosaic.",
     "degrees": "Maximum rotation in degrees.",
     "translate": "Maximum shift as a fraction of the image side.",

@@ -141,7 +141,8 @@ def plot_results(metrics_csv: Path, out_png: Path) -> Path:
 
 def plot_compare(rows: Sequence[Any], out_png: Path, title: str = "") -> Path:
     """mAP@.5:.95 against latency, one labelled point per backbone, marker area by parameters, the Pareto front
-    drawn as a step line (rows are ``engine.compare.CompareRow``s, already Pareto-marked)."""
+    drawn as a step line, error bars where rows carry a std over seeds (rows are ``reports.compare.CompareRow``s,
+    already Pareto-marked and labelled)."""
     from matplotlib.figure import Figure
 
     if not rows:
@@ -153,8 +154,13 @@ def plot_compare(rows: Sequence[Any], out_png: Path, title: str = "") -> Path:
     colours = ["tab:orange" if r.pareto else "tab:blue" for r in rows]
     ax.scatter([r.latency_ms for r in rows], [r.map for r in rows], s=sizes, c=colours, alpha=0.7,
                edgecolors="black", linewidths=0.6, zorder=3)
+    seeded = [r for r in rows if getattr(r, "map_std", None) is not None]
+    if seeded:  # compare --seeds: ±1 standard deviation of mAP over the seeds
+        ax.errorbar([r.latency_ms for r in seeded], [r.map for r in seeded], yerr=[r.map_std for r in seeded],
+                    fmt="none", ecolor="black", elinewidth=1, capsize=4, zorder=4,
+                    label=f"± 1 std over {seeded[0].seeds} seeds")
     for r in rows:
-        ax.annotate(f"{r.backbone}\n{r.params_m:.1f} M", (r.latency_ms, r.map), textcoords="offset points",
+        ax.annotate(f"{getattr(r, 'label', '') or r.backbone}\n{r.params_m:.1f} M", (r.latency_ms, r.map), textcoords="offset points",
                     xytext=(7, 5), fontsize=8)
     front = sorted((r for r in rows if r.pareto), key=lambda r: r.latency_ms)
     if front:

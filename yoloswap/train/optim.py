@@ -6,8 +6,13 @@ anything named neither ``weight`` nor ``bias``: ConvNeXt's ``gamma``, Swin's ``r
 layer scales, position embeddings). MMYOLO's grouping forgot that last set, which then never trained; here a
 parameter either lands in exactly one group or is frozen (``requires_grad=False``) and lands in none.
 
-Each kind is split once more into backbone and rest, so ``--backbone-lr-mult`` can slow the pretrained part down.
-Groups carry ``initial_lr``, ``lr_mult`` and ``kind`` for the warmup and the scheduler to drive.
+Each kind is split once more into backbone and rest, so ``--backbone-lr-mult`` can slow the pretrained part down,
+and the backbone once more by depth for ``--layer-decay R`` (BEiT's and the ConvNeXt detection recipe's layer-wise
+decay): a parameter ``d`` stages below the top of the backbone trains at ``lr × R^d`` (top stage ``d = 1``, the stem
+``d = 5``; neck and head ``d = 0``), so the early, generic features move least. Stages are the ones
+:mod:`yoloswap.backbones.stages` groups for every library (stem + 4 stages), so ResNet, ConvNeXt and Swin decay
+the same way. Groups carry ``initial_lr``, ``lr_mult``, ``kind`` and ``part`` (``backbone``/``detector``) for the
+warmup and the scheduler to drive.
 """
 
 from __future__ import annotations
@@ -101,11 +106,13 @@ def build_optimizer(
     weight_decay: float,
     backbone_lr_mult: float = 1.0,
     backbone_prefix: str = "backbone.",
+    layer_decay: float = 1.0,
 ) -> torch.optim.Optimizer:
     """SGD (Nesterov) or AdamW (betas ``(momentum, 0.999)``) over ``model``'s trainable parameters.
 
     Call it after freezing and before wrapping in DDP (a DDP-wrapped model is unwrapped here). Parameters whose
-    name starts with ``backbone_prefix`` get ``lr * backbone_lr_mult``; empty groups are left out.
+    name starts with ``backbone_prefix`` get ``lr * backbone_lr_mult * layer_decay ** depth`` (see
+    :func:`backbone_depths`); empty groups are left out.
     """
     if isinstance(model, nn.parallel.DistributedDataParallel):
         model = model.module
@@ -118,22 +125,26 @@ def build_optimizer(
         raise ConfigError(f"--backbone-lr-mult must be >= 0, got {backbone_lr_mult}")
     if weight_decay < 0:
         raise ConfigError(f"optimizer weight_decay must be >= 0, got {weight_decay}")
+    if not 0 < layer_decay <= 1:
+        raise ConfigError(f"--layer-decay must be in (0, 1], got {layer_decay}")
 
-    buckets: dict[tuple[bool, str], list[nn.Parameter]] = {(b, k): [] for b in (True, False) for k in KINDS}
+    depths = backbone_depths(model, backbone_prefix) if layer_decay != 1.0 else {}
+    buckets: dict[tuple[int, str], list[nn.Parameter]] = {}  # (depth, kind); depth -1: not in the backbone
     for pname, param in model.named_parameters():  # shared parameters are listed once
         if param.requires_grad:
-            buckets[(pname.startswith(backbone_prefix), param_kind(pname, param))].append(param)
+            depth = (depths.get(pname, 1) if depths else 0) if pname.startswith(backbone_prefix) else -1
+            buckets.setdefault((depth, param_kind(pname, param)), []).append(param)
 
     groups = []
-    for (in_backbone, kind), params in buckets.items():
-        if not params:
-            continue
-        mult = backbone_lr_mult if in_backbone else 1.0
+    for (depth, kind), params in sorted(buckets.items()):
+        mult = 1.0 if depth < 0 else backbone_lr_mult * layer_decay ** depth
+        part = "detector" if depth < 0 else "backbone"
         groups.append(
             {
                 "params": params,
-                "name": f"{'backbone' if in_backbone else 'detector'}.{kind}",
+                "name": f"{part}{'' if depth <= 0 else f'.depth{depth}'}.{kind}",
                 "kind": kind,
+                "part": part,
                 "lr": lr * mult,
                 "initial_lr": lr * mult,
                 "lr_mult": mult,
@@ -148,3 +159,17 @@ def build_optimizer(
     if name == "sgd":
         return torch.optim.SGD(groups, lr=lr, momentum=momentum, nesterov=momentum > 0, **speed)
     return torch.optim.AdamW(groups, lr=lr, betas=(momentum, 0.999), **speed)
+
+
+def backbone_depths(model: nn.Module, backbone_prefix: str = "backbone.") -> dict[str, int]:
+    """Depth from the top of every backbone parameter: stage 4 → 1, stage 3 → 2, ..., stem → 5 (the stages of
+    :mod:`yoloswap.backbones.stages`); parameters after the last stage (final norms) → 1, like the top stage."""
+    backbone = model.get_submodule(backbone_prefix.rstrip(".")) if backbone_prefix else model
+    stages = getattr(backbone, "stages", None)
+    if not stages:
+        raise ConfigError("--layer-decay needs a backbone grouped in stages (a yoloswap FeatureBackbone)")
+    depths = {}
+    for index, names in enumerate(stages):  # 0 = stem ... 4 = stage 4
+        for name in names:
+            depths[f"{backbone_prefix}body.{name}"] = len(stages) - index
+    return depths

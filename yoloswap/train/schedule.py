@@ -1,7 +1,8 @@
 """Learning rate, momentum and gradient accumulation over training: YOLOv5's warmup, then linear or cosine decay to
 ``lrf``·lr.
 
-Pure functions of (iteration, epoch) so that a resumed run lands on exactly the same values.
+Pure functions of (iteration, epoch) so that a resumed run lands on exactly the same values: a run resumed
+between epochs of ``--freeze-backbone-epochs`` finds its backbone frozen or unfrozen just as an uninterrupted one.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ class Schedule:
     warmup_momentum: float = 0.8
     momentum: float = 0.937
     accumulate: float = 1.0  # nominal batch / batch: batches per optimizer step once warmup is over
+    freeze_backbone_epochs: int = 0  # backbone groups (``part == "backbone"``) get no gradients before this epoch
 
     @property
     def warmup_iters(self) -> int:
@@ -66,3 +68,23 @@ class Schedule:
                     group["momentum"] = self.momentum
                 elif "betas" in group:
                     group["betas"] = (self.momentum, group["betas"][1])
+            if group.get("part") == "backbone" and self.freeze_backbone_epochs > 0:
+                self._freeze_or_warm(group, iteration, epoch, target)
+
+    def _freeze_or_warm(self, group: dict, iteration: int, epoch: int, target: float) -> None:
+        """``--freeze-backbone-epochs N``: before epoch N the group's parameters take no gradients (so the
+        optimizer skips them: no update, no momentum, no weight decay); from epoch N they train again, their lr
+        rising from 0 over a warmup of their own (the run's warmup length), while the rest of the detector is
+        already past its warmup."""
+        frozen = epoch < self.freeze_backbone_epochs
+        for param in group["params"]:
+            if param.requires_grad == frozen:
+                param.requires_grad_(not frozen)
+                param.grad = None
+        if frozen:
+            group["lr"] = 0.0
+            return
+        start = self.freeze_backbone_epochs * self.iters_per_epoch
+        nw = max(self.warmup_iters, 1)
+        if iteration < start + nw:
+            group["lr"] = float(np.interp(iteration, [start, start + nw], [0.0, target]))

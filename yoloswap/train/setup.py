@@ -68,6 +68,10 @@ def build_run(options: TrainOptions, out: Path, log=print, resume_ckpt: dict | N
 
     data = build_data(options, dist, log)  # read and validated before any model work: label errors stop at once
     model, preset, plan, weights_report = build_model(options, data, resume_ckpt, dist, log)
+    options = resolve_recipe(options, preset, dist, log)
+    from yoloswap.backbones.freeze import apply_bn_mode
+
+    apply_bn_mode(model.backbone, options.bn)
     model.to(device, memory_format=torch.channels_last)  # faster convolutions on both CPU and GPU
     amp_dtype = choose_precision(model, preset, plan, options, device, data.per_rank_batch, resume_ckpt, dist, log)
     run = build_optimization(options, out, preset, plan, model, data, device, amp_dtype, dist)
@@ -129,6 +133,8 @@ def build_model(options: TrainOptions, data: Data, resume_ckpt: dict | None, dis
         init_ckpt = _detector_checkpoint(options.weights)  # read once: decides how --weights is used
         size = (options.img_size, options.img_size)
         given = _with_overrides(resolve_backbone(options.backbone), options, init_ckpt is not None)
+        if init_ckpt is None:
+            given = _normalized_for_weights(given, options.backbone, log)
         preset = fit_to_size(given, size)
         if preset is not given:
             log(f"backbone: {preset.name} built for {size[0]}x{size[1]} inputs (as given it runs only at its "
@@ -178,11 +184,11 @@ def build_optimization(options: TrainOptions, out: Path, preset, plan, model, da
     wd = options.weight_decay if options.weight_decay is not None else preset.optimizer.weight_decay
     wd *= options.batch_size * accumulate / options.nominal_batch
     optimizer = build_optimizer(model, choice.name, choice.lr, choice.momentum, wd,
-                                backbone_lr_mult=options.backbone_lr_mult)
+                                backbone_lr_mult=options.backbone_lr_mult, layer_decay=options.layer_decay)
     schedule = Schedule(
         epochs=options.epochs, iters_per_epoch=len(data.train_loader), lrf=options.lrf, cosine=options.cos_lr,
         warmup_epochs=options.warmup_epochs, warmup_bias_lr=choice.warmup_bias_lr, momentum=choice.momentum,
-        accumulate=accumulate_target,
+        accumulate=accumulate_target, freeze_backbone_epochs=options.freeze_backbone_epochs,
     )
     ema = ModelEMA(model) if options.ema and dist.main else None
     wrapped = distributed.wrap(dist, model, device)
@@ -194,6 +200,40 @@ def build_optimization(options: TrainOptions, out: Path, preset, plan, model, da
         schedule=schedule, device=device, amp_dtype=amp_dtype, accumulate=accumulate, dist=dist,
         optimizer_reason=choice.reason, max_epochs=options.epochs,
     )
+
+
+def weights_loaded(options: TrainOptions, preset) -> bool:
+    """Whether the run starts from trained weights (a named source or a checkpoint), not from scratch."""
+    source = options.weights if options.weights is not None else preset.weights
+    return str(source).lower() != "none"
+
+
+def resolve_recipe(options: TrainOptions, preset, dist: distributed.Dist, log) -> TrainOptions:
+    """The fine-tuning knobs this run uses, by the documented rule (README, "Fine-tuning recipe"), recorded in
+    the options so config.yaml and a resume say the same; the log states the choice and why.
+
+    ``--bn`` not given: with loaded weights the preset's ``norm_eval`` (``eval`` or ``train``), from scratch
+    ``train`` (freezing random statistics would only fix them at 0/1). A resumed run keeps what it recorded.
+    """
+    loaded = weights_loaded(options, preset)
+    bn, why = options.bn, "--bn" if options.bn is not None else ""
+    if bn is None:
+        if options.norm_eval is not None:
+            bn, why = ("eval" if options.norm_eval else "train"), "--norm-eval given"
+        elif loaded:
+            bn, why = ("eval" if preset.norm_eval else "train"), f"weights loaded: the preset's norm_eval {preset.norm_eval}"
+        else:
+            bn, why = "train", "from scratch"
+    if options.freeze_backbone_epochs and dist.enabled:
+        raise UsageError("--freeze-backbone-epochs: not supported under torchrun (DDP fixes the trainable "
+                         "parameters when it wraps the model); train on one process or use --frozen-stages")
+    if options.freeze_backbone_epochs >= options.epochs:
+        raise UsageError(f"--freeze-backbone-epochs {options.freeze_backbone_epochs}: must be below --epochs "
+                         f"{options.epochs}, or the backbone never trains")
+    log(f"recipe: {'pretrained weights' if loaded else 'from scratch'}; bn {bn} ({why}); layer decay "
+        f"{options.layer_decay:g}; backbone lr × {options.backbone_lr_mult:g}; backbone frozen for the first "
+        f"{options.freeze_backbone_epochs} epochs; frozen stages {preset.frozen_stages}")
+    return dataclasses.replace(options, bn=bn)
 
 
 def _choose_optimizer(options: TrainOptions, preset, num_classes: int, images: int, model, batch: int,
@@ -223,6 +263,25 @@ def _with_overrides(preset, options: TrainOptions, fine_tune: bool):
     if options.weights is not None and not fine_tune:
         changes["weights"] = options.weights
     return dataclasses.replace(preset, **changes) if changes else preset
+
+
+def _normalized_for_weights(preset, backbone: str, log):
+    """The preset with the mean/std its weights declare (backbones/normalization.py: an explicit ``normalize:``
+    in the preset wins; then the file's metadata; then timm's or torchvision's config). Recorded in the preset,
+    so config.yaml, every checkpoint and the exported model carry the values the run trained with."""
+    from yoloswap.backbones.normalization import preset_sets_normalize, weights_normalization
+    from yoloswap.config.presets import Normalize
+
+    where = "ImageNet (default)"
+    if preset_sets_normalize(backbone):
+        where = "the preset's normalize:"
+    else:
+        declared = weights_normalization(preset.weights)
+        if declared is not None:
+            mean, std, where = declared
+            preset = dataclasses.replace(preset, normalize=Normalize(mean=mean, std=std))
+    log(f"normalise: mean {list(preset.normalize.mean)} std {list(preset.normalize.std)} ({where})")
+    return preset
 
 
 def _detector_checkpoint(weights: str | None) -> dict | None:
