@@ -69,7 +69,7 @@ def test_regnet_builds_off_meta_and_probes():
 
 
 def test_fixed_size_model_works_at_its_size():
-    with pytest.raises(YoloswapError, match=r"does not run on a 640x640 input .*runs only at 224x224 \(e.g. --img-size 224\)"):
+    with pytest.raises(YoloswapError, match=r"does not run on a 640x640 input; it runs only at 224x224 \(e.g. --img-size 224\)"):
         probe(resolve_backbone("torchvision:maxvit_t"), (640, 640), "meta")
     assert probe(resolve_backbone("torchvision:maxvit_t"), (224, 224), "meta").channels == (128, 256, 512)
 
