@@ -62,10 +62,9 @@ class MissingExtraError(YoloswapError):
     """An optional package a command needs is not installed (exit code 1: the command line was right, the
     environment lacks a part). Every "install the extra" message comes through here, so it reads the same."""
 
-    def __init__(self, missing: Iterable[str], extra: str, purpose: str = "") -> None:
+    def __init__(self, missing: Iterable[str], extra: str) -> None:
         names = " and ".join(missing)
-        why = f" (needed for {purpose})" if purpose else ""
-        super().__init__(f"{names} not installed{why}; install it with: {extra_hint(extra)}")
+        super().__init__(f"{names} not installed; install the {extra} extras: {extra_hint(extra)}")
 
 
 def extra_hint(extra: str) -> str:

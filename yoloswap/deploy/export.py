@@ -126,7 +126,7 @@ def require_onnx() -> None:
     """Stop with the one line that says what to install when the export extras are missing."""
     missing = [name for name in ("onnx", "onnxruntime") if not _importable(name)]
     if missing:
-        raise MissingExtraError(missing, "export", "ONNX export and ONNX Runtime")
+        raise MissingExtraError(missing, "export")
 
 
 def _importable(name: str) -> bool:
