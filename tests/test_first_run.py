@@ -38,6 +38,10 @@ def test_a_run_piped_to_a_file_shows_progress_lines_at_least_every_ten_seconds(t
     assert with_stats, [line for _, line in progress]
     assert all(" eta " in line and " lr " in line for line in with_stats)
     assert {line.split()[1] for _, line in progress} >= {"1/2", "2/2"}
+    text = "\n".join(line for _, line in stamped)
+    assert "plan: 2 epochs" in text and "few epochs" in text  # said before training: 2 epochs learn little
+    assert re.search(r"the first epoch took \d+ s; the 1 epoch left take", text)  # the time, once it is known
+    assert "the detector does not detect well yet" in text and "--epochs" in text
     gaps = [b - a for (a, _), (b, _) in zip(stamped, stamped[1:]) if a >= progress[0][0]]
     assert max(gaps, default=0.0) <= 10.0, gaps
 
@@ -59,3 +63,20 @@ def test_the_final_map_of_training_is_what_val_of_best_pt_reports(cli, tmp_path,
     for key, column in (("map50", "metrics/mAP50"), ("map", "metrics/mAP50-95")):
         assert round(metrics[key], 4) == round(float(best[column]), 4)
         assert metrics[key] == pytest.approx(float(best[column]), rel=1e-5, abs=1e-9)  # metrics.csv keeps 6 digits
+
+
+def test_the_end_of_a_run_says_plainly_whether_the_detector_detects():
+    from yoloswap.config.options import DETECTS_MAP50
+    from yoloswap.train.loop import verdict
+
+    assert verdict(DETECTS_MAP50 + 0.01).startswith("the detector detects")
+    low = verdict(0.05)
+    assert low.startswith("the detector does not detect well yet") and "--epochs" in low and "pretrained" in low
+    assert "not validated" in verdict(None)
+
+
+def test_the_builtin_set_is_budgeted_by_epochs_so_a_slower_machine_trains_as_much():
+    from yoloswap.config.options import BUILTIN_SET_DEFAULTS, TrainOptions
+
+    builtin = TrainOptions.for_data(None, {})
+    assert builtin.time is None and builtin.epochs == BUILTIN_SET_DEFAULTS["epochs"] >= 15
