@@ -74,7 +74,7 @@ def test_config_yaml_tells_the_epochs_a_time_budget_left(cli, tmp_path):
     run = tmp_path / "run"
     code, _, err = cli("train", *TINY, "--epochs", "3", "--time", "0.001", "--data", str(data), "--out", str(run))
     assert code == 0, err
-    assert "--time 0.001 min: 1 epochs fit the budget (was 3)" in err
+    assert "--time 0.001 min: 1 epoch fits the budget (was 3); too few to learn to detect" in err
     assert [r["epoch"] for r in csv.DictReader((run / "metrics.csv").open())] == ["1"]
     config = yaml.safe_load((run / "config.yaml").read_text())
     assert config["options"]["epochs"] == 1 and config["max_epochs"] == 3

@@ -8,7 +8,7 @@ Exit codes, one convention for every command (README, "Exit codes"):
 - ``0`` done;
 - ``1`` (``EXIT_FAILURE``) what the command read or did failed: a data set, preset or checkpoint file that is
   missing or malformed, weights that cannot be fetched, a run folder that is taken, training that diverged — and
-  bugs;
+  bugs; an optional package that is missing (:class:`MissingExtraError`: the command line was right);
 - ``2`` (``EXIT_USAGE``) the command line itself is wrong: an unknown option or name (backbone, device), a value
   out of range, options that conflict. Scripts can retry 1s after fixing data; 2s need a different command;
 - ``130`` (``EXIT_INTERRUPTED``) Ctrl-C, as shells report SIGINT.
@@ -62,6 +62,20 @@ class WeightsError(YoloswapError):
 
 class TrainingError(YoloswapError):
     """Training cannot go on (non-finite loss, run folder conflicts, ...)."""
+
+
+class MissingExtraError(YoloswapError):
+    """An optional package a command needs is not installed (exit code 1: the command line was right, the
+    environment lacks a part). Every "install the extra" message comes through here, so it reads the same."""
+
+    def __init__(self, missing: Iterable[str], extra: str) -> None:
+        names = " and ".join(missing)
+        super().__init__(f"{names} not installed; install the {extra} extras: {extra_hint(extra)}")
+
+
+def extra_hint(extra: str) -> str:
+    """The pip command that installs the ``extra`` of yoloswap (quoted for shells that glob brackets)."""
+    return f'pip install "yoloswap[{extra}]"'
 
 
 def did_you_mean(word: str, choices: Iterable[str], n: int = 1, cutoff: float = 0.6) -> list[str]:

@@ -19,6 +19,9 @@ import torch
 from yoloswap.errors import CheckpointError
 
 _SAFETENSORS_SUFFIX = ".safetensors"
+ACCEPTED = ("accepted: a yoloswap checkpoint (runs/NAME/weights/best.pt), a torch.save file of tensors (.pt, .pth, "
+            ".pth.tar, .bin) or a .safetensors file; for backbone weights also none, torchvision://MODEL, "
+            "timm://MODEL or an https:// URL")
 
 
 def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dict:
@@ -46,6 +49,8 @@ def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dic
     except pickle.UnpicklingError as e:
         refused = _refused_global(e, path)
         if refused is None:
+            if _looks_like_text(path):
+                raise CheckpointError(f"{path} is a text file, not a checkpoint; {ACCEPTED}") from e
             raise CheckpointError(f"checkpoint {path} is corrupt or truncated (not a readable pickle)") from e
         if refused == _UNSUPPORTED:
             raise CheckpointError(
@@ -68,6 +73,23 @@ def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dic
     if not isinstance(obj, dict):
         raise CheckpointError(f"checkpoint {path} holds a {type(obj).__name__}, not a dict")
     return obj
+
+
+def _looks_like_text(path: Path) -> bool:
+    """Whether ``path`` starts like text (a YAML, a CSV, a README, a saved web page): printable UTF-8 and no NUL
+    bytes, which a pickle or a zip archive of tensors always has."""
+    try:
+        with path.open("rb") as fh:
+            head = fh.read(4096)
+    except OSError:
+        return False
+    if not head or b"\0" in head:
+        return False
+    try:
+        text = head.decode("utf-8", errors="strict") if len(head) < 4096 else head[:4000].decode("utf-8", "ignore")
+    except UnicodeDecodeError:
+        return False
+    return all(ch.isprintable() or ch in "\n\r\t" for ch in text)
 
 
 def _first_line(error: BaseException) -> str:

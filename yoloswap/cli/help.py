@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 import typer
+import typer.rich_utils
 
 DATA = "Data"
 MODEL = "Model"
@@ -16,6 +17,11 @@ AUGMENTATION = "Augmentation"
 DETECTION = "Detection"
 OUTPUT = "Run and output"
 HARDWARE = "Hardware"
+
+# One space between the columns of an options table, not typer's two: with --long-name, -short, --no-negative,
+# <metavar> and help side by side, two-space gaps leave an 80-column terminal too narrow, and rich then cuts the
+# widest column (an option name: "--min-weights-fracti…"). tests/test_messages.py checks every command at 80.
+typer.rich_utils.STYLE_OPTIONS_TABLE_PADDING = (0, 1, 0, 0)
 
 
 def flag(*names: str, **kwargs: Any) -> Any:

@@ -78,7 +78,7 @@ def train(
 ) -> None:
     """Train a YOLOv5 detector on BACKBONE (the built-in data set unless --data is given)."""
     from yoloswap.cli.console import err
-    from yoloswap.cli.progress import RichProgress
+    from yoloswap.cli.progress import make_progress
     from yoloswap.config.options import TrainOptions
     from yoloswap.train.signals import StopRequested
     from yoloswap.train.loop import train as run_training
@@ -99,7 +99,7 @@ def train(
     )
     options = TrainOptions.for_data(data, given)
     try:
-        run_training(options, out=out, exist_ok=exist_ok, resume=resume, console=err, progress=RichProgress(err),
+        run_training(options, out=out, exist_ok=exist_ok, resume=resume, console=err, progress=make_progress(err),
                      extend_to=epochs if resume is not None else None)  # --resume RUN --epochs N extends RUN
     except StopRequested as exc:  # SIGTERM: stopped at a safe point, the trainer said how to resume
         raise typer.Exit(exc.exit_code) from None

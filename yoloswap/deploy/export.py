@@ -23,9 +23,9 @@ import torch
 from torch import nn
 
 from yoloswap import __version__, ops
-from yoloswap.errors import UsageError
+from yoloswap.errors import MissingExtraError, UsageError, extra_hint
 
-EXPORT_EXTRA_HINT = 'pip install "yoloswap[export]"'
+EXPORT_EXTRA_HINT = extra_hint("export")
 DEFAULT_OPSET = 17
 METADATA_KEY = "yoloswap"  # ONNX metadata_props key / TorchScript extra file stem holding the JSON metadata
 # ONNX Runtime against PyTorch on the same input, fp32 (measured on CSPDarknet, ConvNeXt and Swin detectors:
@@ -126,7 +126,7 @@ def require_onnx() -> None:
     """Stop with the one line that says what to install when the export extras are missing."""
     missing = [name for name in ("onnx", "onnxruntime") if not _importable(name)]
     if missing:
-        raise UsageError(f"{' and '.join(missing)} not installed; install the export extras: {EXPORT_EXTRA_HINT}")
+        raise MissingExtraError(missing, "export")
 
 
 def _importable(name: str) -> bool:

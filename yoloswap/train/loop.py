@@ -30,7 +30,7 @@ from yoloswap.train.hooks import EpochCallback, EpochEnd, Progress, default_call
 from yoloswap.train.rundir import check_run_dir, claim_run_dir
 from yoloswap.train.setup import build_run
 from yoloswap.train.state import DEFAULT_LOSS_NAMES, Run, fitness, resumed_options, write_config
-from yoloswap.config.options import TrainOptions
+from yoloswap.config.options import BUILTIN_SET_DEFAULTS, DETECTS_MAP50, MIN_LEARNING_EPOCHS, TrainOptions
 
 METRIC_COLUMNS = metric_columns(DEFAULT_LOSS_NAMES)  # an old run's metrics.csv
 READOUT_S = 0.25  # read the loss back from the device (one host sync) and refresh the progress this often
@@ -117,6 +117,7 @@ def _fit(run: Run, train_loader, val_loader, log, progress: Progress, callbacks:
     epochs = options.epochs
     budget_start = time.perf_counter()
     epoch = run.start_epoch
+    _log_plan(run, log)
     while epoch < epochs:
         train_loader.dataset.mosaic_enabled = mosaic_on(epoch, epochs, options.close_mosaic)
         _reseed_epoch(train_loader, options.seed + dist.rank, epoch)  # a resumed epoch replays exactly
@@ -147,7 +148,38 @@ def _fit(run: Run, train_loader, val_loader, log, progress: Progress, callbacks:
             event = EpochEnd(run, epoch, epochs, row, improved, float(sum(losses)))
             for callback in callbacks:
                 callback(event)
+        if epoch == run.start_epoch and epochs > epoch + 1:
+            _log_time_left(log, time.perf_counter() - budget_start, epochs - epoch - 1)
         epoch += 1
+
+
+def _epochs(n: int) -> str:
+    return f"{n} epoch" if n == 1 else f"{n} epochs"
+
+
+def _log_plan(run: Run, log) -> None:
+    """Before the first batch: what the run will do, and on the built-in set what it should reach."""
+    o = run.options
+    budget = f" inside a {o.time:g}-minute --time budget" if o.time is not None else ""
+    expect = ""
+    if o.data is None and o.time is None and o.epochs >= BUILTIN_SET_DEFAULTS["epochs"]:
+        expect = (f"; on the built-in set ConvNeXt-T from scratch reaches mAP@.5 ≈ {DETECTS_MAP50:g} by then "
+                  "(README, Quick start)")
+    elif o.epochs - run.start_epoch < MIN_LEARNING_EPOCHS:
+        expect = "; so few epochs teach a detector from scratch little (mAP near 0 is expected)"
+    log(f"plan: {_epochs(o.epochs - run.start_epoch)}{budget}{expect}; the time it takes is estimated after the "
+        "first epoch")
+
+
+def _log_time_left(log, first_s: float, left: int) -> None:
+    finish = time.strftime("%H:%M", time.localtime(time.time() + first_s * left))
+    log(f"the first epoch took {_clock(first_s)}; the {_epochs(left)} left take about {_clock(first_s * left)} "
+        f"more (done near {finish})")
+
+
+def _clock(seconds: float) -> str:
+    minutes, secs = divmod(int(round(seconds)), 60)
+    return f"{minutes} min {secs:02d} s" if minutes else f"{secs} s"
 
 
 def _refit_to_time(run: Run, epochs: int, done: int, spent_s: float, log) -> int:
@@ -157,7 +189,9 @@ def _refit_to_time(run: Run, epochs: int, done: int, spent_s: float, log) -> int
     fitted = distributed.broadcast(dist, fit_epochs_to_time(
         options.time * 60, spent_s, done - run.start_epoch, done, run.max_epochs))
     if fitted != epochs:
-        log(f"--time {options.time:g} min: {fitted} epochs fit the budget (was {epochs})")
+        log(f"--time {options.time:g} min: {_epochs(fitted)} {'fits' if fitted == 1 else 'fit'} the budget "
+            f"(was {epochs})" + (f"; too few to learn to detect: give more --time, or drop it and set --epochs"
+                                 if fitted < min(MIN_LEARNING_EPOCHS, run.max_epochs) else ""))
         run.schedule = dataclasses.replace(run.schedule, epochs=fitted)
         run.options = dataclasses.replace(options, epochs=fitted)
         if dist.main:
@@ -322,6 +356,18 @@ def _summary(run: Run, console) -> None:
              for name in ("best.pt", "last.pt") if (run.out / "weights" / name).is_file()]
     table.add_row("checkpoints", ", ".join(sizes))
     console.print(table)
+    console.print(verdict(run.last_metrics.get("map50")), soft_wrap=True)
+
+
+def verdict(map50: float | None) -> str:
+    """One plain line at the end of a run: does the detector detect, and if not, what to try."""
+    if map50 is None:
+        return "not validated: no mAP to judge the detector by"
+    if map50 >= DETECTS_MAP50:
+        return f"the detector detects: mAP@.5 {map50:.3f} ≥ {DETECTS_MAP50:g} (boxes in val_predictions.png)"
+    return (f"the detector does not detect well yet: mAP@.5 {map50:.3f} < {DETECTS_MAP50:g}. Train longer "
+            "(more --epochs, or no --time), start from pretrained weights (drop --weights none), or try a "
+            "smaller backbone (yolov5n learns fastest)")
 
 
 def _reseed_epoch(loader, seed: int, epoch: int) -> None:
