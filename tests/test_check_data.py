@@ -75,3 +75,25 @@ def test_label_arrays_are_relative_cxcywh_without_crowd(tmp_path: Path) -> None:
     assert classes.tolist() == [1]
     np.testing.assert_allclose(boxes[0], [16 / 64, 16 / 48, 32 / 64, 32 / 48])
     assert plot_labels(classes, boxes, cfg.names, tmp_path / "l.png").is_file()
+
+
+TINY = ["--backbone", "yolov5n", "--img-size", "64", "--batch-size", "4", "--workers", "0", "--device", "cpu",
+        "--epochs", "1"]  # fmt: skip
+
+
+def test_train_writes_labels_png_and_a_failing_plot_only_warns(cli, tmp_path: Path, monkeypatch) -> None:
+    from tests.make_data import ultralytics_set
+
+    data = ultralytics_set(tmp_path / "data", names_as_dict=False, n_train=4, n_val=2)
+    code, _, err = cli("train", *TINY, "--data", str(data), "--out", str(tmp_path / "run"))
+    assert code == 0, err
+    assert Image.open(tmp_path / "run" / "labels.png").size[0] > 600
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("no fonts today")
+
+    monkeypatch.setattr("yoloswap.train.loop.plot_labels", broken)
+    code, _, err = cli("train", *TINY, "--data", str(data), "--out", str(tmp_path / "run2"))
+    assert code == 0, err
+    assert "labels.png not written (RuntimeError: no fonts today)" in " ".join(err.split())
+    assert (tmp_path / "run2" / "weights" / "last.pt").is_file()
