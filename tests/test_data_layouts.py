@@ -89,7 +89,7 @@ def test_broken_polygon_row_is_file_and_line(tmp_path: Path, row: str, expected:
     assert str(err.value).startswith(f"{tmp_path / 'labels' / 't' / 'a.txt'}:2: ") and expected in str(err.value)
 
 
-def test_roboflow_coco_export_folder(tmp_path: Path) -> None:
+def test_roboflow_coco_export_folder_without_its_project_category(tmp_path: Path) -> None:
     for split, n in (("train", 2), ("valid", 1)):
         imgs = []
         for i in range(n):
@@ -97,7 +97,9 @@ def test_roboflow_coco_export_folder(tmp_path: Path) -> None:
             imgs.append({"id": i, "file_name": f"{i}.jpg", "width": 100, "height": 50})
         anns = [{"id": i + 1, "image_id": i, "category_id": 1, "bbox": [10, 5, 20, 30], "iscrowd": 0}
                 for i in range(n)]  # fmt: skip
-        doc = {"images": imgs, "annotations": anns, "categories": [{"id": 1, "name": "car"}]}
+        cats = [{"id": 0, "name": "cars-x1y2", "supercategory": "none"},  # Roboflow: the project, not a class
+                {"id": 1, "name": "car", "supercategory": "cars-x1y2"}]  # fmt: skip
+        doc = {"images": imgs, "annotations": anns, "categories": cats}
         (tmp_path / split / "_annotations.coco.json").write_text(json.dumps(doc))
     cfg = load_data_config(tmp_path)
     assert "COCO" in cfg.layout and cfg.names == ("car",)
