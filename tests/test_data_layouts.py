@@ -59,6 +59,15 @@ def test_yaml_path_rules_no_path_relative_path_list_and_txt(tmp_path: Path) -> N
     assert cfg.root == tmp_path / "data" and cfg.names == ("class_0",)  # nc alone names class_0.. as Ultralytics
 
 
+def test_relative_path_found_only_from_the_working_folder_reads_as_ultralytics_does(tmp_path, monkeypatch) -> None:
+    image(tmp_path / "sets" / "d" / "images" / "x.jpg")
+    (tmp_path / "cfg").mkdir()
+    (tmp_path / "cfg" / "d.yaml").write_text(yaml.safe_dump({"path": "sets/d", "train": "images", "val": "images",
+                                                             "names": ["a"]}))  # fmt: skip
+    monkeypatch.chdir(tmp_path)
+    assert load_data_config(tmp_path / "cfg" / "d.yaml").root == tmp_path / "sets" / "d"
+
+
 def test_nc_disagreeing_with_names_is_one_line(tmp_path: Path) -> None:
     roboflow_export(tmp_path)
     (tmp_path / "data.yaml").write_text(yaml.safe_dump({"train": "../train/images", "val": "../valid/images",

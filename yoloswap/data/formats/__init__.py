@@ -69,7 +69,8 @@ def load_data_config(path: str | Path) -> DataConfig:
 
 
 def _resolve_root(source: Path, doc: dict) -> Path:
-    """Ultralytics' rule: no ``path`` is the YAML's folder; a relative one is relative to the YAML's folder."""
+    """No ``path`` is the YAML's folder; a relative one is relative to the YAML's folder, or else, where only that
+    exists, to the working folder (Ultralytics' reading of it), so YAMLs written for either tool read."""
     base = source if source.is_dir() else source.parent
     raw = doc.get("path")
     if raw is None:
@@ -77,7 +78,9 @@ def _resolve_root(source: Path, doc: dict) -> Path:
     if not isinstance(raw, str):
         raise DataError(f"{source}: field 'path' must be a folder path, got {raw!r}")
     root = Path(raw).expanduser()
-    root = (root if root.is_absolute() else base / root).resolve()
+    if not root.is_absolute():
+        root = base / root if (base / root).is_dir() or not root.resolve().is_dir() else root
+    root = root.resolve()
     if not root.is_dir():
         raise DataError(f"{source}: field 'path': folder {root} does not exist")
     return root
