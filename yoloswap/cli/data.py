@@ -28,9 +28,9 @@ def check_data(
     from yoloswap.data.formats import DataWarning, load_data_config
     from yoloswap.reports.plots import plot_labels
 
-    cfg = load_data_config(data)
-    with warnings.catch_warnings():  # what was left out is in the report itself, not a second time as warnings
+    with warnings.catch_warnings():  # notes and what was left out are in the report, not a second time as warnings
         warnings.simplefilter("ignore", DataWarning)
+        cfg = load_data_config(data)
         report = summarise(cfg)
     if plot is not None:
         plot_labels(*label_arrays(cfg.train.samples), cfg.names, plot)

@@ -63,8 +63,8 @@ def load_data_config(path: str | Path) -> DataConfig:
     notes = cfg.notes + ((doc["_note"],) if isinstance(doc.get("_note"), str) else ())
     cfg = dataclasses.replace(cfg, scanner=load_split, layout=layout, notes=notes)
     _log.info("%s: %s; classes: %s", source, layout, ", ".join(cfg.names))
-    for note in notes:
-        _log.info("%s: %s", source, note)
+    for note in notes:  # decisions the user should know about (and may want to pin in a YAML)
+        warnings.warn(f"{source}: {note}", DataWarning, stacklevel=2)
     return cfg
 
 

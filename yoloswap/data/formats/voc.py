@@ -67,7 +67,7 @@ def read_config(source: Path, doc: dict, root: Path) -> DataConfig:
         if not found:
             raise DataError(f"{source}: no <object> in the VOC XMLs, so no class names (give 'names:')")
         names = tuple(found)
-        notes = (f"class names sorted from the XMLs: {', '.join(names)}",)
+        notes = (f"class names sorted from the XMLs: {', '.join(names)} (give 'names:' to fix their order)",)
     return DataConfig(names=names, category_ids=None, source=source, root=root, format="voc",
                       split_sources=splits, notes=notes)  # fmt: skip
 
