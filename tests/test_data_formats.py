@@ -134,7 +134,7 @@ def test_coordinates_a_hair_outside_the_image_are_clipped(tmp_path: Path) -> Non
         ({"train": "images/train", "val": "images/val"}, "'names' is missing"),
         ({"path": "missing", "train": "images/train", "val": "images/val", "names": ["a"]}, "'path'"),
         ({"train": "images/train", "val": "images/val", "names": {1: "a"}}, "'names'"),
-        ({"format": "voc", "train": "images/train", "val": "images/val", "names": ["a"]}, "'format'"),
+        ({"format": "pascal", "train": "images/train", "val": "images/val", "names": ["a"]}, "'format'"),
     ],
 )
 def test_yaml_problems_name_file_and_field(tmp_path: Path, doc: dict, field: str) -> None:

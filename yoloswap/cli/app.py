@@ -13,7 +13,7 @@ import typer
 
 from yoloswap import __version__
 from yoloswap.cli import help as H
-from yoloswap.cli import compare, deploy, evaluate, inspect, train
+from yoloswap.cli import compare, data, deploy, evaluate, inspect, train
 from yoloswap.errors import EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_OK
 
 app = typer.Typer(
@@ -38,6 +38,7 @@ COMMANDS = (
     ("benchmark", deploy.benchmark),
     ("compare", compare.compare),
     ("demo-data", train.demo_data),
+    ("check-data", data.check_data),
 )
 for _name, _command in COMMANDS:
     app.command(_name, cls=H.Command)(_command)

@@ -306,3 +306,34 @@ def save_prediction_grid(
     out_path.parent.mkdir(parents=True, exist_ok=True)
     sheet.save(out_path)
     return sheet
+
+
+def plot_labels(classes: np.ndarray, boxes: np.ndarray, names: Sequence[str], out_path: str | Path) -> Path:
+    """``labels.png``: boxes per class, box centres, and box width against height, all relative to the image.
+
+    ``classes`` (n,) and ``boxes`` (n, 4) ``cx cy w h`` in [0, 1] (:func:`yoloswap.data.check.label_arrays`).
+    Tells at a glance an unbalanced set, labels bunched in one corner, or boxes too small for the strides.
+    """
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(13, 4.2), dpi=100)
+    hist, centres, sizes = fig.subplots(1, 3)
+    counts = np.bincount(np.asarray(classes, np.int64), minlength=len(names))[: len(names)]
+    hist.bar(range(len(names)), counts, color=[np.array(class_colour(i)) / 255 for i in range(len(names))])
+    hist.set_xticks(range(len(names)), [str(n) for n in names], rotation=45 if len(names) > 6 else 0,
+                    ha="right" if len(names) > 6 else "center", fontsize=8 if len(names) > 20 else 9)  # fmt: skip
+    hist.set(xlabel="class", ylabel="boxes", title=f"boxes per class ({int(counts.sum())} in all)")
+    b = np.asarray(boxes, np.float32).reshape(-1, 4)
+    for ax, (x, y), (xl, yl), title in (
+        (centres, (b[:, 0], b[:, 1]), ("box centre x / image width", "box centre y / image height"), "box centres"),
+        (sizes, (b[:, 2], b[:, 3]), ("box width / image width", "box height / image height"), "box sizes"),
+    ):
+        ax.scatter(x, y, s=4, alpha=min(1.0, max(0.15, 400 / max(len(b), 1))), color="tab:blue", linewidths=0)
+        ax.set(xlim=(0, 1), ylim=(0, 1), xlabel=xl, ylabel=yl, title=title, aspect="equal")
+        ax.grid(alpha=0.3)
+    centres.invert_yaxis()  # image rows grow downwards
+    fig.tight_layout()
+    out_path = Path(out_path)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out_path)
+    return out_path

@@ -29,6 +29,8 @@ from yoloswap.train.ema import unwrap
 from yoloswap.train.hooks import EpochCallback, EpochEnd, Progress, default_callbacks, metric_columns, trim_metrics
 from yoloswap.train.rundir import check_run_dir, claim_run_dir
 from yoloswap.train.setup import build_run
+from yoloswap.data.check import label_arrays
+from yoloswap.reports.plots import plot_labels
 from yoloswap.train.state import DEFAULT_LOSS_NAMES, Run, fitness, resumed_options, write_config
 from yoloswap.config.options import BUILTIN_SET_DEFAULTS, DETECTS_MAP50, MIN_LEARNING_EPOCHS, TrainOptions
 
@@ -85,6 +87,10 @@ def _train(options: TrainOptions, out: Path | None, exist_ok: bool, resume: Path
         if resume_ckpt is None:  # a new run in a reused folder (--exist-ok) overwrites it: a fresh log
             (out / "metrics.csv").unlink(missing_ok=True)
         write_config(run)
+        try:  # the labels as training reads them; a picture is never a reason to stop a run
+            plot_labels(*label_arrays(train_loader.dataset.samples), run.names, out / "labels.png")
+        except Exception as e:  # noqa: BLE001
+            log(f"[yellow]warning:[/] labels.png not written ({type(e).__name__}: {e})")
     _log_setup(run, log, len(train_loader.dataset), len(val_loader.dataset))
     try:
         _fit(run, train_loader, val_loader, log, progress, callbacks)

@@ -1,4 +1,5 @@
-"""Data sets as users already have them: an Ultralytics data YAML or a COCO JSON, read into one shape.
+"""Data sets as users already have them: an Ultralytics data YAML, COCO JSON, Pascal VOC XML, or an exported
+folder (:mod:`.folders`), read into one shape.
 
 Every split becomes a tuple of :class:`Sample` records with boxes in pixels of the (EXIF-oriented) image, so
 the dataset, the anchor check and the evaluator never care where the data came from.
@@ -15,13 +16,12 @@ line or entry); unusable images are skipped and counted; boxes wholly outside th
 from __future__ import annotations
 
 import dataclasses
+import logging
 import warnings
 from pathlib import Path
 from types import ModuleType
 
-import yaml
-
-from yoloswap.data.formats import coco, ultralytics
+from yoloswap.data.formats import coco, folders, ultralytics, voc
 from yoloswap.data.formats.common import (
     COORD_TOLERANCE,
     DataConfig,
@@ -38,43 +38,49 @@ __all__ = [
     "label_path_for", "list_split_images", "load_data_config", "load_split", "parse_label_file",
 ]  # fmt: skip
 
-FORMATS: dict[str, ModuleType] = {"yolo": ultralytics, "ultralytics": ultralytics, "coco": coco}
+FORMATS: dict[str, ModuleType] = {"yolo": ultralytics, "ultralytics": ultralytics, "coco": coco, "voc": voc}
+_log = logging.getLogger(__name__)
 _SHOWN = 3  # skipped images / dropped boxes quoted in the warning
 
 
 def load_data_config(path: str | Path) -> DataConfig:
-    """Read a data YAML (Ultralytics or ``format: coco``) and check that everything it names exists."""
+    """Read a data YAML (Ultralytics, ``format: coco`` or ``format: voc``) or a data set folder in one of the
+    layouts of :data:`folders.LAYOUTS`, and check that everything it names exists."""
     source = Path(path).expanduser().resolve()
-    if not source.is_file():
-        raise DataError(f"{source}: data YAML not found")
-    try:
-        doc = yaml.safe_load(source.read_text(encoding="utf-8"))
-    except yaml.constructor.ConstructorError as e:  # e.g. !!python/object: safe_load refuses to build objects
-        where = f" line {e.problem_mark.line + 1}" if e.problem_mark else ""
-        raise DataError(f"{source}:{where}: {e.problem} (data YAML may hold only plain values: Python tags are "
-                        "refused)") from None  # fmt: skip
-    except yaml.YAMLError as e:
-        raise DataError(f"{source}: not valid YAML ({e})".replace("\n", " ")) from None
-    except UnicodeDecodeError as e:
-        raise DataError(f"{source}: not UTF-8 text (byte 0x{e.object[e.start]:02x} at offset {e.start})") from None
-    if not isinstance(doc, dict):
-        raise DataError(f"{source}: expected a mapping with 'train', 'val' and 'names'")
-
+    if source.is_dir():
+        layout, source, doc = folders.recognise(source)
+        if source.is_dir():  # a layout read from the folder itself: paths are relative to it
+            doc.setdefault("path", str(source))
+    elif source.is_file():
+        layout, doc = "data YAML", folders.read_yaml(source)
+    else:
+        raise DataError(f"{source}: data YAML not found (nor a data set folder)")
     root = _resolve_root(source, doc)
     fmt = str(doc.get("format", "yolo")).lower()
     if fmt not in FORMATS:
-        raise DataError(f"{source}: field 'format' must be 'yolo' or 'coco', got {doc['format']!r}")
-    return dataclasses.replace(FORMATS[fmt].read_config(source, doc, root), scanner=load_split)
+        raise DataError(f"{source}: field 'format' must be one of {', '.join(sorted(FORMATS))}, got {doc['format']!r}")
+    cfg = FORMATS[fmt].read_config(source, doc, root)
+    notes = cfg.notes + ((doc["_note"],) if isinstance(doc.get("_note"), str) else ())
+    cfg = dataclasses.replace(cfg, scanner=load_split, layout=layout, notes=notes)
+    _log.info("%s: %s; classes: %s", source, layout, ", ".join(cfg.names))
+    for note in notes:  # decisions the user should know about (and may want to pin in a YAML)
+        warnings.warn(f"{source}: {note}", DataWarning, stacklevel=2)
+    return cfg
 
 
 def _resolve_root(source: Path, doc: dict) -> Path:
+    """No ``path`` is the YAML's folder; a relative one is relative to the YAML's folder, or else, where only that
+    exists, to the working folder (Ultralytics' reading of it), so YAMLs written for either tool read."""
+    base = source if source.is_dir() else source.parent
     raw = doc.get("path")
     if raw is None:
-        return source.parent
+        return base
     if not isinstance(raw, str):
         raise DataError(f"{source}: field 'path' must be a folder path, got {raw!r}")
     root = Path(raw).expanduser()
-    root = (root if root.is_absolute() else source.parent / root).resolve()
+    if not root.is_absolute():
+        root = base / root if (base / root).is_dir() or not root.resolve().is_dir() else root
+    root = root.resolve()
     if not root.is_dir():
         raise DataError(f"{source}: field 'path': folder {root} does not exist")
     return root

@@ -94,6 +94,16 @@ def _categories(path: Path, doc: dict) -> dict[int, str]:
         out[cat["id"]] = str(cat["name"])
     if not out:
         raise DataError(f"{path}: field 'categories' is empty")
+    return _without_roboflow_parent(doc["categories"], out)
+
+
+def _without_roboflow_parent(cats: list[dict], out: dict[int, str]) -> dict[int, str]:
+    """Roboflow's COCO export lists the project itself as a category (``supercategory: none``) that is the
+    supercategory of every real class and labels nothing; it is not a class, so it is left out."""
+    parents = [c for c in cats if c.get("supercategory") == "none"]
+    rest = [c for c in cats if c.get("supercategory") != "none"]
+    if len(parents) == 1 and rest and all(c.get("supercategory") == parents[0]["name"] for c in rest):
+        out = {k: v for k, v in out.items() if k != parents[0]["id"]}
     return out
 
 

@@ -84,6 +84,8 @@ class DataConfig:
     # never imports its own package (the formats import this module)
     scanner: Callable[[DataConfig, SplitSource], Split] | None = field(default=None, repr=False, compare=False)
     _loaded: dict[str, Split] = field(default_factory=dict, repr=False, compare=False)
+    layout: str = "data YAML"  # what --data was recognised as (a folder layout's name, or "data YAML")
+    notes: tuple[str, ...] = ()  # what the reader decided for the user, to be logged (e.g. names from the XMLs)
 
     @property
     def train(self) -> Split:
@@ -126,6 +128,8 @@ def collect_splits(source: Path, doc: dict, build: Callable[[str, Any], SplitSou
 
 def parse_names(source: Path, doc: dict) -> tuple[str, ...]:
     raw = doc.get("names")
+    if raw is None and isinstance(doc.get("nc"), int) and doc["nc"] > 0:  # Ultralytics: nc alone names class_0..
+        raw = [f"class_{i}" for i in range(doc["nc"])]
     if raw is None:
         raise DataError(f"{source}: field 'names' is missing (a list of class names or {{id: name}})")
     if isinstance(raw, list):

@@ -44,8 +44,7 @@ def read_config(source: Path, doc: dict, root: Path) -> DataConfig:
         for item in raw if isinstance(raw, list) else [raw]:
             if not isinstance(item, str):
                 raise DataError(f"{source}: field '{key}' must be a folder or .txt path (or a list), got {item!r}")
-            p = Path(item).expanduser()
-            p = p if p.is_absolute() else root / p
+            p = _resolve_entry(root, item)
             if not p.exists():
                 raise DataError(f"{source}: field '{key}': {p} does not exist")
             if p.is_file() and p.suffix.lower() != ".txt":
@@ -56,6 +55,17 @@ def read_config(source: Path, doc: dict, root: Path) -> DataConfig:
     splits = collect_splits(source, doc, build)
     names = parse_names(source, doc)
     return DataConfig(names=names, category_ids=None, source=source, root=root, format="yolo", split_sources=splits)
+
+
+def _resolve_entry(root: Path, item: str) -> Path:
+    """``item`` under ``root``; a missing ``../x`` is retried as ``x`` under ``root``, as Ultralytics' data check
+    does, because Roboflow exports write ``train: ../train/images`` next to a ``data.yaml`` inside the export."""
+    p = Path(item).expanduser()
+    if p.is_absolute():
+        return p
+    if not (root / p).exists() and item.replace("\\", "/").startswith("../"):
+        return root / item[3:]
+    return root / p
 
 
 def list_split_images(src: SplitSource, root: Path) -> list[Path]:
@@ -157,25 +167,7 @@ def parse_label_file(path: Path, num_classes: int, width: int, height: int) -> t
         if not tokens:
             continue
         where = f"{path}:{lineno}"
-        if len(tokens) != 5:
-            raise DataError(f"{where}: expected 5 fields 'class cx cy w h', got {len(tokens)}")
-        values = []
-        for tok in tokens:
-            try:
-                values.append(float(tok))
-            except ValueError:
-                raise DataError(f"{where}: {tok[:20]!r} is not a number") from None
-        cls_f, cx, cy, w, h = values
-        if not np.isfinite(values).all():
-            raise DataError(f"{where}: values must be finite, got {line.strip()[:80]!r}")
-        if cls_f != int(cls_f) or not 0 <= cls_f < num_classes:
-            raise DataError(f"{where}: class {tokens[0]} is not in names (0..{num_classes - 1})")
-        for name, v, tok in zip(("cx", "cy", "w", "h"), (cx, cy, w, h), tokens[1:]):
-            if not -COORD_TOLERANCE <= v <= 1 + COORD_TOLERANCE:
-                raise DataError(f"{where}: {name}={tok} is outside [0, 1] (coordinates are normalised)")
-        if w <= 0 or h <= 0:
-            raise DataError(f"{where}: box width and height must be > 0, got w={tokens[3]} h={tokens[4]}")
-        rows.append((int(cls_f), cx, cy, w, h))
+        rows.append(_parse_row(where, tokens, line, num_classes))
     if not rows:
         return np.zeros((0, 4), np.float32), np.zeros(0, np.int64), 0
     arr = np.asarray(rows, dtype=np.float64)  # (n, 5)
@@ -183,3 +175,37 @@ def parse_label_file(path: Path, num_classes: int, width: int, height: int) -> t
     boxes = np.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], axis=1)  # (n, 4)
     boxes, keep = clip_and_drop(boxes, width, height)
     return boxes[keep].astype(np.float32), arr[keep, 0].astype(np.int64), int((~keep).sum())
+
+
+def _parse_row(where: str, tokens: list[str], line: str, num_classes: int) -> tuple[int, float, float, float, float]:
+    """One label row as ``(class, cx, cy, w, h)``: a box (5 fields) or a polygon ``class x1 y1 x2 y2 ...`` (what
+    segmentation exports write), which becomes its bounding box. Decided per row, so mixed files read right."""
+    n = len(tokens)
+    if n != 5 and (n < 7 or n % 2 == 0):
+        what = "an odd number of polygon coordinates" if n > 5 and n % 2 == 0 else f"{n} fields"
+        raise DataError(f"{where}: expected 5 fields 'class cx cy w h' or a polygon 'class x1 y1 x2 y2 x3 y3 ...' "
+                        f"(at least 3 points), got {what}")  # fmt: skip
+    values = []
+    for tok in tokens:
+        try:
+            values.append(float(tok))
+        except ValueError:
+            raise DataError(f"{where}: {tok[:20]!r} is not a number") from None
+    if not np.isfinite(values).all():
+        raise DataError(f"{where}: values must be finite, got {line.strip()[:80]!r}")
+    cls_f = values[0]
+    if cls_f != int(cls_f) or not 0 <= cls_f < num_classes:
+        raise DataError(f"{where}: class {tokens[0]} is not in names (0..{num_classes - 1})")
+    names = ("cx", "cy", "w", "h") if n == 5 else ("x", "y") * ((n - 1) // 2)
+    for name, v, tok in zip(names, values[1:], tokens[1:]):
+        if not -COORD_TOLERANCE <= v <= 1 + COORD_TOLERANCE:
+            raise DataError(f"{where}: {name}={tok} is outside [0, 1] (coordinates are normalised)")
+    if n == 5:
+        cx, cy, w, h = values[1:]
+    else:
+        xs, ys = values[1::2], values[2::2]
+        w, h = max(xs) - min(xs), max(ys) - min(ys)
+        cx, cy = (max(xs) + min(xs)) / 2, (max(ys) + min(ys)) / 2
+    if w <= 0 or h <= 0:
+        raise DataError(f"{where}: box width and height must be > 0, got w={w:g} h={h:g}")
+    return int(cls_f), cx, cy, w, h
