@@ -92,6 +92,8 @@ def build_data(options: TrainOptions, dist: distributed.Dist, log) -> Data:
     if not options.data:
         log(f"data: built-in synthetic set at {data_yaml.parent}")
     cfg = load_data_config(data_yaml)
+    if options.data:
+        log(f"data: {cfg.source} read as {cfg.layout}; {len(cfg.names)} classes: {', '.join(cfg.names)}")
     train_split, val_split = cfg.train, cfg.val
     for split in (train_split, val_split):
         if split.skipped:
