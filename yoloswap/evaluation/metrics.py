@@ -132,7 +132,7 @@ def _assemble(names, cat_ids, gt, rec, pr, f1, p_at, r_at, ap50, ap, metrics) ->
                        float(np.mean([r.precision for r in scored])) if scored else 0.0,
                        float(np.mean([r.recall for r in scored])) if scored else 0.0,
                        float(metrics.get("map50", 0.0)), float(metrics.get("map", 0.0)))
-    return Details(list(names), rows, overall, float(CONF_GRID[best]) if has.any() else 0.0, rec, pr, f1, p_at, r_at)
+    return Details(list(names), rows, overall, float(CONF_GRID[best]) if mean_f1.max() > 0 else 0.0, rec, pr, f1, p_at, r_at)
 
 
 def empty_details(gt: dict) -> Details:
