@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -215,3 +216,19 @@ def normalise_rows(m: np.ndarray) -> np.ndarray:
     """Each row of ``m`` divided by its sum: per true class, the share of its boxes predicted as each class."""
     sums = m.sum(1, keepdims=True)
     return np.where(sums > 0, m / np.maximum(sums, 1), 0.0)
+
+
+def write_confusion_csv(m: np.ndarray, names: Sequence[str], path: Path) -> Path:
+    """``m`` as CSV: a ``true \\ predicted`` header of class names plus ``background``, one row per true class,
+    first the counts, then the same rows normalised per true class (``kind`` column: count | share)."""
+    import csv
+
+    labels = [*names, "background"]
+    path = Path(path)
+    with path.open("w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["kind", "true \\ predicted", *labels])
+        for kind, values in (("count", m), ("share", normalise_rows(m))):
+            for label, row in zip(labels, values):
+                writer.writerow([kind, label, *(int(v) if kind == "count" else f"{v:.4f}" for v in row)])
+    return path

@@ -87,13 +87,13 @@ def _train(options: TrainOptions, out: Path | None, exist_ok: bool, resume: Path
         write_config(run)
     _log_setup(run, log, len(train_loader.dataset), len(val_loader.dataset))
     try:
-        _fit(run, train_loader, val_loader, log, progress, callbacks)
+        final = _fit(run, train_loader, val_loader, log, progress, callbacks)
     except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM at the next safe point
         if dist.main:
             _say_how_to_resume(run, log, exc)
         raise
     if dist.main:
-        _summary(run, console)
+        _summary(run, console, final)
     return run.last_metrics
 
 
@@ -109,14 +109,16 @@ def _say_how_to_resume(run: Run, log, exc: KeyboardInterrupt) -> None:
         log(f"{why} before the first epoch finished; nothing to resume")
 
 
-def _fit(run: Run, train_loader, val_loader, log, progress: Progress, callbacks: list[EpochCallback]) -> None:
-    """The epochs: train, refit to the --time budget, validate, hand the epoch to the callbacks."""
+def _fit(run: Run, train_loader, val_loader, log, progress: Progress, callbacks: list[EpochCallback]):
+    """The epochs: train, refit to the --time budget, validate, hand the epoch to the callbacks. Returns the
+    final validation (an EvalOutput; None when this process did not validate)."""
     options, dist = run.options, run.dist
     loss_fn = unwrap(run.model).head.make_loss(options.img_size)  # each head owns its loss (and its item names)
     run.loss_names = tuple(loss_fn.names)
     epochs = options.epochs
     budget_start = time.perf_counter()
     epoch = run.start_epoch
+    result = None
     while epoch < epochs:
         train_loader.dataset.mosaic_enabled = mosaic_on(epoch, epochs, options.close_mosaic)
         _reseed_epoch(train_loader, options.seed + dist.rank, epoch)  # a resumed epoch replays exactly
@@ -134,9 +136,11 @@ def _fit(run: Run, train_loader, val_loader, log, progress: Progress, callbacks:
         final = epoch == epochs - 1
         improved = False
         if dist.main and ((epoch + 1) % options.val_interval == 0 or final):
-            metrics = _validate(run, val_loader, loss_fn, progress, epoch)
+            result = _validate(run, val_loader, loss_fn, progress, epoch)
+            metrics = result.metrics
             row.update({f"val/{n}_loss": metrics.get(f"val_{n}_loss") for n in run.loss_names})
-            row.update({"metrics/mAP50": metrics["map50"], "metrics/mAP50-95": metrics["map"],
+            row.update({"metrics/precision": metrics.get("precision"), "metrics/recall": metrics.get("recall"),
+                        "metrics/mAP50": metrics["map50"], "metrics/mAP50-95": metrics["map"],
                         "time/val_ms_per_img": metrics.get("val_ms_per_img")})
             run.last_metrics = metrics
             improved = fitness(metrics) > run.best_fitness
@@ -148,6 +152,22 @@ def _fit(run: Run, train_loader, val_loader, log, progress: Progress, callbacks:
             for callback in callbacks:
                 callback(event)
         epoch += 1
+    if result is not None:
+        _save_evaluation_plots(run, result, log)
+    return result
+
+
+def _save_evaluation_plots(run: Run, result, log) -> None:
+    """confusion_matrix.png / .csv, PR_curve.png and F1_curve.png of the final validation into the run folder."""
+    try:
+        from yoloswap.evaluation.metrics import CONFUSION_CONF, CONFUSION_IOU, confusion_matrix
+        from yoloswap.reports.plots import save_evaluation_plots
+
+        acc = result.accumulator
+        matrix = confusion_matrix(acc.gt_dict(), acc.results(), CONFUSION_CONF, CONFUSION_IOU)
+        save_evaluation_plots(acc.details, matrix, run.out, CONFUSION_CONF, CONFUSION_IOU)
+    except Exception as exc:  # a plot must never end a run
+        log(f"[yellow]warning:[/] could not draw the evaluation plots ({exc})")
 
 
 def _refit_to_time(run: Run, epochs: int, done: int, spent_s: float, log) -> int:
@@ -268,9 +288,9 @@ def _optimizer_step(run: Run) -> None:
         run.ema.update(run.model)
 
 
-def _validate(run: Run, loader, loss_fn, progress: Progress, epoch: int) -> dict:
-    """COCO metrics of the EMA model, with the time per validation image (``val_ms_per_img``); refreshes
-    ``val_predictions.png`` (a few images with predicted boxes)."""
+def _validate(run: Run, loader, loss_fn, progress: Progress, epoch: int):
+    """The EvalOutput of the EMA model: COCO metrics with the time per validation image (``val_ms_per_img``);
+    refreshes ``val_predictions.png`` (a few images with predicted boxes)."""
     model = run.ema.module if run.ema is not None else unwrap(run.model)
     progress.start_val(len(loader))
     start = time.perf_counter()
@@ -285,7 +305,8 @@ def _validate(run: Run, loader, loss_fn, progress: Progress, epoch: int) -> dict
         from yoloswap.reports.plots import save_prediction_grid
 
         save_prediction_grid(result.previews, run.names, run.out / "val_predictions.png")
-    return metrics
+    result.metrics = metrics
+    return result
 
 
 def _lr_columns(optimizer) -> dict:
@@ -307,8 +328,13 @@ def _log_setup(run: Run, log, n_train: int, n_val: int) -> None:
     log(f"optimizer: {o.optimizer} lr {o.lr:g} ({run.optimizer_reason})")
 
 
-def _summary(run: Run, console) -> None:
+def _summary(run: Run, console, final=None) -> None:
     from rich.table import Table
+
+    if final is not None and final.accumulator.details is not None:
+        from yoloswap.reports.class_table import class_table
+
+        console.print(class_table(final.accumulator.details, final.metrics, title="final validation, per class"))
 
     table = Table(title=f"Finished: {run.out}")
     table.add_column("metric")
