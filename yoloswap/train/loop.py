@@ -29,7 +29,7 @@ from yoloswap.train.ema import unwrap
 from yoloswap.train.hooks import EpochCallback, EpochEnd, Progress, default_callbacks, metric_columns, trim_metrics
 from yoloswap.train.rundir import check_run_dir, claim_run_dir
 from yoloswap.train.setup import build_run
-from yoloswap.train.state import DEFAULT_LOSS_NAMES, Run, fitness, resumed_options, write_config
+from yoloswap.train.state import DEFAULT_LOSS_NAMES, Run, fitness, resumed_options, save_run, write_config
 from yoloswap.config.options import TrainOptions
 
 METRIC_COLUMNS = metric_columns(DEFAULT_LOSS_NAMES)  # an old run's metrics.csv
@@ -145,16 +145,32 @@ def _fit(run: Run, train_loader, val_loader, log, progress: Progress, callbacks:
             run.last_metrics = metrics
             improved = fitness(metrics) > run.best_fitness
             if improved:
-                run.best_fitness = fitness(metrics)
+                run.best_fitness, run.best_epoch = fitness(metrics), epoch
         row["time/epoch_s"] = time.perf_counter() - start
         if dist.main:
             event = EpochEnd(run, epoch, epochs, row, improved, float(sum(losses)))
             for callback in callbacks:
                 callback(event)
         epoch += 1
+        if epoch < epochs and distributed.broadcast(dist, _out_of_patience(run, epoch - 1, log) if dist.main else False):
+            break
     if result is not None:
         _save_evaluation_plots(run, result, log)
     return result
+
+
+def _out_of_patience(run: Run, epoch: int, log) -> bool:
+    """After 0-based ``epoch``: has the fitness not improved for ``--patience`` epochs? Then the run is marked
+    stopped early (config.yaml and last.pt say so, and where its best epoch was) and the loop ends."""
+    patience = run.options.patience
+    if not patience or run.best_epoch < 0 or epoch - run.best_epoch < patience:
+        return False
+    run.stopped_early = {"epoch": epoch + 1, "best_epoch": run.best_epoch + 1, "patience": patience}
+    log(f"stopping early: no better fitness for {patience} epochs (--patience {patience}); the best epoch was "
+        f"{run.best_epoch + 1}, in {run.out / 'weights' / 'best.pt'}")
+    write_config(run)
+    save_run(run, epoch, best=False)  # last.pt records the stop, so --resume says the run is finished
+    return True
 
 
 def _save_evaluation_plots(run: Run, result, log) -> None:
