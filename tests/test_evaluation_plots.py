@@ -47,3 +47,25 @@ def test_plots_of_a_detector_that_found_nothing_are_still_drawn(tmp_path):
     acc.compute()
     paths = save_evaluation_plots(acc.details, confusion_matrix(acc.gt_dict(), acc.results()), tmp_path, .25, .45)
     assert all(p.stat().st_size > 0 for p in paths)
+
+
+def test_a_prediction_tile_with_nothing_above_the_threshold_says_so(tmp_path):
+    from yoloswap.reports.plots import save_prediction_grid
+
+    image = np.full((64, 64, 3), 114, np.uint8)
+    truth = np.array([[10, 10, 40, 40, 0]], float)
+    empty = save_prediction_grid([(image, np.array([[10, 10, 40, 40, 0.1, 0]]), truth)], NAMES, tmp_path / "a.png")
+    found = save_prediction_grid([(image, np.array([[10, 10, 40, 40, 0.9, 0]]), truth)], NAMES, tmp_path / "b.png")
+    top_of_predictions = (330, 4, 630, 30)  # the right tile's top strip, where the notice is written
+    assert np.asarray(empty.crop(top_of_predictions)).max() == 255  # a white notice box
+    assert np.asarray(found.crop(top_of_predictions)).max() < 255
+
+
+def test_labels_of_overlapping_boxes_do_not_cover_each_other():
+    from yoloswap.reports.plots import class_colour, draw_detections
+
+    image = np.zeros((200, 200, 3), np.uint8)
+    dets = np.array([[50, 60, 150, 150, 0.9, 0], [52, 62, 148, 148, 0.8, 1]])  # almost the same box
+    drawn = np.asarray(draw_detections(image, dets, NAMES))
+    column = {tuple(int(c) for c in drawn[y, 58]) for y in range(30, 100)}  # through both labels' left ends
+    assert class_colour(0) in column and class_colour(1) in column  # both label backgrounds are visible

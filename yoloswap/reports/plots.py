@@ -99,6 +99,19 @@ def _panels(columns: dict[str, list[float]]) -> dict[str, dict[str, list[float]]
     return panels
 
 
+def _y_label(panel: str) -> str:
+    """The y-axis label of a results.png chart, from its column name."""
+    if panel.endswith("_loss"):
+        return "loss"
+    if panel.startswith("lr"):
+        return "learning rate"
+    if panel.startswith("metrics/") or "mAP" in panel:
+        return "score (0-1)"
+    units = {"time/epoch_s": "seconds", "train/img_per_s": "images / s", "img_per_s": "images / s",
+             "time/val_ms_per_img": "ms / image"}
+    return units.get(panel, panel.rpartition("/")[2])
+
+
 def plot_results(metrics_csv: Path, out_png: Path) -> Path:
     """One chart per metric of ``metrics_csv`` (any columns: loss names vary by head) into ``out_png``.
 
@@ -124,7 +137,15 @@ def plot_results(metrics_csv: Path, out_png: Path) -> Path:
         last = [v for v in next(iter(series.values())) if math.isfinite(v)]
         ax.set_title(title if not last or len(series) > 1 else f"{title} ({_format(last[-1])})", fontsize=9)
         ax.set_xlabel("epoch", fontsize=8)
+        ax.set_ylabel(_y_label(title), fontsize=8)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True, nbins=5))
+        finite_x = [v for v in x if math.isfinite(v)]
+        if finite_x and max(finite_x) - min(finite_x) < 2:  # 1-2 epochs: whole epochs, with room either side
+            ax.set_xticks(sorted(set(int(v) for v in finite_x)))
+            ax.set_xlim(min(finite_x) - 0.5, max(finite_x) + 0.5)
+            seen = [v for vs in series.values() for v in vs if math.isfinite(v)]
+            if seen and min(seen) >= 0 and max(seen) > 0:  # from zero, so one point is not drawn as a trend
+                ax.set_ylim(0, 1.25 * max(seen))
         ax.yaxis.set_major_locator(MaxNLocator(nbins=4))
         ax.tick_params(labelsize=7)
         ax.grid(alpha=0.3)
@@ -316,11 +337,13 @@ def draw_detections(
     draw = ImageDraw.Draw(canvas)
     width, height = canvas.size
     line = max(2, round(max(width, height) / 250))
-    font = _font(max(11, round(max(width, height) / 48)))
+    font = _font(max(12, round(max(width, height) / 40)))
 
     boxes = _as_dets(dets)
     boxes = boxes[boxes[:, 4] >= min_score]
-    for x1, y1, x2, y2, score, cls in boxes[np.argsort(boxes[:, 4], kind="stable")]:
+    placed: list[tuple[float, float, float, float]] = []  # label rectangles drawn so far (highest scores first)
+    labels = []
+    for x1, y1, x2, y2, score, cls in boxes[np.argsort(-boxes[:, 4], kind="stable")]:
         cls = int(cls)
         colour = class_colour(cls)
         x1, x2 = sorted((min(max(x1, 0), width - 1), min(max(x2, 0), width - 1)))
@@ -331,17 +354,30 @@ def draw_detections(
         label = f"{label} {score:.2f}" if show_scores else label
         tx0, ty0, tx1, ty1 = draw.textbbox((0, 0), label, font=font)
         tw, th = tx1 - tx0 + 4, ty1 - ty0 + 4
-        above = y1 - th >= 0  # label sits on top of the box, or just inside it at the image edge
         lx = min(x1, max(width - tw, 0))
-        ly = y1 - th if above else y1
-        draw.rectangle((lx, ly, lx + tw, ly + th), fill=colour)
-        draw.text((lx + 2 - tx0, ly + 2 - ty0), label, fill=_text_colour(colour), font=font)
+        ly = _free_label_y(lx, tw, th, (y1 - th, y1, y2, y2 - th), height, placed)
+        placed.append((lx, ly, lx + tw, ly + th))
+        labels.append(((lx, ly, lx + tw, ly + th), (lx + 2 - tx0, ly + 2 - ty0), label, colour))
+    for rect, origin, label, colour in labels:  # labels over every box, so no box line crosses a label
+        draw.rectangle(rect, fill=colour)
+        draw.text(origin, label, fill=_text_colour(colour), font=font)
 
     if out_path is not None:
         out_path = Path(out_path)
         out_path.parent.mkdir(parents=True, exist_ok=True)
         canvas.save(out_path)
     return canvas
+
+
+def _free_label_y(lx: float, tw: float, th: float, candidates: Sequence[float], height: int,
+                  placed: Sequence[tuple[float, float, float, float]]) -> float:
+    """The first of ``candidates`` (above the box, inside its top, below it, inside its bottom) where a label
+    fits in the image without covering one already placed; the first that fits the image when none is free."""
+    inside = [y for y in candidates if 0 <= y <= height - th] or [min(max(candidates[0], 0), max(height - th, 0))]
+    for y in inside:
+        if not any(lx < r[2] and r[0] < lx + tw and y < r[3] and r[1] < y + th for r in placed):
+            return y
+    return inside[0]
 
 
 def _fit(image: Any, boxes: Any, tile: int) -> tuple[Image.Image, np.ndarray]:
@@ -358,6 +394,14 @@ def _truth_as_dets(truth: Any) -> np.ndarray:
     """Ground truth (M, 5) [x1, y1, x2, y2, cls] as (M, 6) detections with score 1."""
     truth = np.asarray(truth, dtype=np.float64).reshape(-1, 5)
     return np.concatenate((truth[:, :4], np.ones((len(truth), 1)), truth[:, 4:5]), axis=1)
+
+
+def _caption(sheet: Image.Image, xy: tuple[int, int], text: str, font, anchor: str) -> None:
+    """Black text on a white box at ``xy`` (Pillow ``anchor``)."""
+    draw = ImageDraw.Draw(sheet)
+    box = draw.textbbox(xy, text, font=font, anchor=anchor)
+    draw.rectangle((box[0] - 2, box[1] - 2, box[2] + 2, box[3] + 2), fill=(255, 255, 255))
+    draw.text(xy, text, fill=(0, 0, 0), font=font, anchor=anchor)
 
 
 def save_prediction_grid(
@@ -393,11 +437,10 @@ def save_prediction_grid(
                                     show_scores=scored)
             x0, y0 = (col * per_item + j) * tile, row * tile
             sheet.paste(drawn, (x0 + (tile - drawn.width) // 2, y0 + (tile - drawn.height) // 2))
+            if scored and not (_as_dets(boxes)[:, 4] >= min_score).any():
+                _caption(sheet, (x0 + tile // 2, y0 + 6), f"no prediction scored >= {min_score:g}", font, "mt")
             if with_truth:
-                draw = ImageDraw.Draw(sheet)
-                box = draw.textbbox((x0 + 4, y0 + tile - 4), caption, font=font, anchor="lb")
-                draw.rectangle((box[0] - 2, box[1] - 2, box[2] + 2, box[3] + 2), fill=(255, 255, 255))
-                draw.text((x0 + 4, y0 + tile - 4), caption, fill=(0, 0, 0), font=font, anchor="lb")
+                _caption(sheet, (x0 + 4, y0 + tile - 4), caption, font, "lb")
     draw = ImageDraw.Draw(sheet)
     for col in range(1, n_cols * per_item):
         width = 3 if col % per_item == 0 else 1  # thicker between images than between an image's two tiles
