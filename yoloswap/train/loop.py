@@ -26,6 +26,7 @@ from yoloswap.train.precision import autocast_for
 from yoloswap.run_folders import new_run_dir
 from yoloswap.train import distributed, runlock, signals
 from yoloswap.train.ema import unwrap
+from yoloswap.train.loggers import close_loggers, logger_names, open_loggers
 from yoloswap.train.hooks import EpochCallback, EpochEnd, Progress, default_callbacks, metric_columns, trim_metrics
 from yoloswap.train.rundir import check_run_dir, claim_run_dir
 from yoloswap.train.setup import build_run
@@ -76,6 +77,7 @@ def _train(options: TrainOptions, out: Path | None, exist_ok: bool, resume: Path
             trim_metrics(out / "metrics.csv", int(resume_ckpt["epoch"]) + 1)  # a kill between row and checkpoint
     out = distributed.broadcast(dist, out)
     # Everything is validated and built before the run folder exists: a start that fails leaves nothing behind.
+    logger_names(options.logger)  # a missing package stops here, before anything is built
     run, (train_loader, val_loader) = build_run(options, out, log, resume_ckpt, dist)
     options = run.options
     log(distributed.describe(dist, run.device, options.batch_size))
@@ -86,12 +88,15 @@ def _train(options: TrainOptions, out: Path | None, exist_ok: bool, resume: Path
             (out / "metrics.csv").unlink(missing_ok=True)
         write_config(run)
     _log_setup(run, log, len(train_loader.dataset), len(val_loader.dataset))
+    loggers = open_loggers(run, resume_ckpt is not None, log) if dist.main else []  # only rank 0 logs
     try:
-        final = _fit(run, train_loader, val_loader, log, progress, callbacks)
+        final = _fit(run, train_loader, val_loader, log, progress, [*callbacks, *loggers])
     except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM at the next safe point
         if dist.main:
             _say_how_to_resume(run, log, exc)
         raise
+    finally:
+        close_loggers(loggers, run)
     if dist.main:
         _summary(run, console, final)
     return run.last_metrics
