@@ -8,6 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from yoloswap.cli import help as H
+from yoloswap.evaluation.metrics import CONFUSION_CONF, CONFUSION_IOU  # numpy only: --help stays quick
 
 Opt = typer.Option
 
@@ -34,8 +35,15 @@ def val(
                                              help="Write the predictions to this file as COCO results JSON.")] = None,
     as_json: Annotated[bool, H.flag("--json", rich_help_panel=H.OUTPUT,
                                     help="Print the metrics as JSON on stdout.")] = False,
+    plots: Annotated[Optional[Path], Opt("--plots", rich_help_panel=H.OUTPUT, help="Write confusion_matrix.png "
+                                         "/ .csv, PR_curve.png and F1_curve.png into this folder.")] = None,
+    confusion_conf: Annotated[float, Opt("--confusion-conf", rich_help_panel=H.OUTPUT, min=0.0, max=1.0,
+                                         help="Confusion matrix: lowest score of a detection counted.")] = CONFUSION_CONF,
+    confusion_iou: Annotated[float, Opt("--confusion-iou", rich_help_panel=H.OUTPUT, min=0.0, max=1.0,
+                                        help="Confusion matrix: IoU above which a detection matches a box.")] = CONFUSION_IOU,
 ) -> None:
-    """Evaluate a trained checkpoint or an exported file: COCO mAP@[.5:.95], mAP@.5 and mAP@.75."""
+    """Evaluate a trained checkpoint or an exported file: COCO mAP@[.5:.95], mAP@.5, mAP@.75, and per class
+    images, instances, precision and recall at the best-F1 confidence, mAP50 and mAP50-95."""
     from yoloswap.cli.console import err, out, print_json
     from yoloswap.evaluation.workflow import validate_file
 
@@ -45,11 +53,20 @@ def val(
     if save_json is not None:
         result.save_json(save_json)
         err.print(f"COCO results written to {save_json}")
+    if plots is not None:
+        from yoloswap.reports.plots import save_evaluation_plots
+
+        matrix = result.confusion(confusion_conf, confusion_iou)
+        written = save_evaluation_plots(result.details, matrix, plots, confusion_conf, confusion_iou)
+        err.print(f"plots written to {plots}: {', '.join(p.name for p in written)}")
     metrics = result.summary()
     if as_json:
         print_json(metrics)
         return
+    from yoloswap.reports.class_table import class_table
+
     kind = "" if result.runtime == "pytorch" else f" ({result.runtime})"
+    out.print(class_table(result.details, result.metrics))
     out.print(f"{result.backbone}{kind}: mAP@.5:.95 [bold]{metrics['map']:.4f}[/]  mAP@.5 [bold]{metrics['map50']:.4f}[/]  "
               f"mAP@.75 {metrics['map75']:.4f}  on {result.data} {result.split} ({result.images} images at "
               f"{result.img_size} px)")

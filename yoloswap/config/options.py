@@ -47,6 +47,9 @@ class TrainOptions:
     close_mosaic: int = 10
     autoanchor: bool = True  # check (and if needed evolve) the yolov5 head's anchors on the training boxes
     val_interval: int = 1
+    patience: int = 100  # stop after this many epochs without a better fitness; 0 = never
+    logger: str = ""  # comma-separated experiment loggers (train/loggers.py LOGGERS); CSV is always written
+    mlflow_uri: str | None = None  # None: a local mlruns/ file store
     ema: bool = True
     amp: bool = True
     compile: bool = False
@@ -112,6 +115,8 @@ class TrainOptions:
             raise bad("lr", f"must be > 0, got {self.lr}")
         if self.val_interval < 1:
             raise bad("val_interval", f"must be at least 1, got {self.val_interval}")
+        if self.patience < 0:
+            raise bad("patience", f"must be >= 0 (0: never stop early), got {self.patience}")
         if self.close_mosaic < 0:
             raise bad("close_mosaic", f"must be >= 0, got {self.close_mosaic}")
         if self.backbone_lr_mult < 0:
@@ -177,6 +182,9 @@ HELP: dict[str, str] = {
                   "their recall is below 0.98.",
     "close_mosaic": "Turn mosaic off for the last N epochs, but for at most a quarter of the run.",
     "val_interval": "Evaluate every N epochs (and after the last).",
+    "logger": "Experiment loggers besides metrics.csv, comma-separated: tensorboard (RUN/tensorboard/), mlflow.",
+    "mlflow_uri": "MLflow tracking URI for --logger mlflow, or a local folder (default mlruns/: an SQLite store and artifacts/).",
+    "patience": "Stop early when the fitness (0.9 mAP@.5:.95 + 0.1 mAP@.5) has not improved for N epochs; 0: never.",
     "ema": "Keep an exponential moving average of the weights and evaluate it.",
     "amp": "Mixed precision: on CUDA bf16 where supported, else fp16; on a CPU with native bf16 (AVX512-BF16, "
            "AMX) bf16, else fp32.",

@@ -20,6 +20,8 @@ from typing import Any
 
 import numpy as np
 
+from yoloswap.evaluation.metrics import Details, details_from_cocoeval, empty_details
+
 # What `evaluate_coco` returns when there is nothing to measure (no GT boxes, or no predictions).
 _ZERO_METRICS = ("map", "map50", "map75", "map_small", "map_medium", "map_large", "mar_1", "mar_10", "mar_100")
 
@@ -120,10 +122,17 @@ def _silent(*args: Any, **kwargs: Any) -> None:
 
 
 def evaluate_coco(gt: dict, results: list[dict], verbose: bool = False) -> dict:
+    """COCO box metrics of ``results`` against ``gt`` (see :func:`evaluate_coco_detailed`)."""
+    return evaluate_coco_detailed(gt, results, verbose)[0]
+
+
+def evaluate_coco_detailed(gt: dict, results: list[dict], verbose: bool = False) -> tuple[dict, Details]:
     """COCO box metrics of ``results`` against ``gt``.
 
     Returns ``map`` (AP@[.50:.95]), ``map50``, ``map75``, ``map_small/medium/large``, ``mar_1/10/100`` and
-    ``per_class`` (class name -> AP@[.50:.95], only classes with ground truth). Metrics that COCO leaves
+    ``per_class`` (class name -> AP@[.50:.95], only classes with ground truth), and ``precision``, ``recall``
+    (means over classes at the F1-optimal confidence) and ``f1_conf`` (that confidence); with the
+    :class:`~yoloswap.evaluation.metrics.Details` (per-class rows and curves) read from the same matching. Metrics that COCO leaves
     undefined (no ground truth at all) and the metrics of an empty prediction list are 0.0, so "best epoch"
     logic never sees -1 or NaN.
     """
@@ -131,7 +140,8 @@ def evaluate_coco(gt: dict, results: list[dict], verbose: bool = False) -> dict:
 
     has_gt = any(not a.get("iscrowd", 0) for a in gt.get("annotations", []))
     if not results or not has_gt:
-        return {**{k: 0.0 for k in _ZERO_METRICS}, "per_class": {}}
+        details = empty_details(gt)
+        return {**{k: 0.0 for k in _ZERO_METRICS}, "per_class": {}, **_detail_scalars(details)}, details
 
     printer = print if verbose else _silent
     # The library keeps (and adds fields to) the dicts it is given; hand it copies.
@@ -154,7 +164,13 @@ def evaluate_coco(gt: dict, results: list[dict], verbose: bool = False) -> dict:
         if (p > -1).any():
             per_class[names[cat]] = float(p[p > -1].mean())
     metrics["per_class"] = per_class
-    return metrics
+    details = details_from_cocoeval(coco_eval, gt, metrics)
+    metrics.update(_detail_scalars(details))
+    return metrics, details
+
+
+def _detail_scalars(details: Details) -> dict:
+    return {"precision": details.overall.precision, "recall": details.overall.recall, "f1_conf": details.best_conf}
 
 
 class CocoAccumulator:
@@ -168,6 +184,7 @@ class CocoAccumulator:
         self.category_ids = list(category_ids) if category_ids is not None else None
         self._images: list[EvalImage] = []
         self._results: list[dict] = []
+        self.details: Details | None = None  # set by compute(): per-class rows and curves
 
     def __len__(self) -> int:
         return len(self._images)
@@ -187,4 +204,5 @@ class CocoAccumulator:
 
     def compute(self, verbose: bool = False) -> dict:
         """COCO metrics over everything added so far (see :func:`evaluate_coco`)."""
-        return evaluate_coco(self.gt_dict(), self._results, verbose=verbose)
+        metrics, self.details = evaluate_coco_detailed(self.gt_dict(), self._results, verbose=verbose)
+        return metrics

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from yoloswap import ops
 from yoloswap.errors import DataError
+from yoloswap.evaluation.metrics import CONFUSION_CONF, CONFUSION_IOU, confusion_matrix
 
 
 @dataclass
@@ -31,9 +32,18 @@ class Validation:
     img_size: int
     warning: str | None = None  # class names that differ from the model's
 
+    @property
+    def details(self):
+        """The per-class rows and curves (evaluation.metrics.Details) from the same COCO matching."""
+        return self.accumulator.details
+
+    def confusion(self, conf: float = CONFUSION_CONF, iou: float = CONFUSION_IOU):
+        """(K+1, K+1) confusion matrix ``m[true, predicted]`` of the predictions, background last."""
+        return confusion_matrix(self.accumulator.gt_dict(), self.accumulator.results(), conf, iou)
+
     def summary(self) -> dict:
-        """The metrics and their context, as ``val --json`` prints them."""
-        return {**self.metrics, "images": self.images, "weights": str(self.weights), "backbone": self.backbone,
+        """The metrics and their context, as ``val --json`` prints them (keys documented in the README)."""
+        return {**self.metrics, **self.details.as_dict(), "images": self.images, "weights": str(self.weights), "backbone": self.backbone,
                 "runtime": self.runtime, "data": str(self.data), "split": self.split, "img_size": self.img_size}
 
     def save_json(self, path: Path) -> None:

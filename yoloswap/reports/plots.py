@@ -99,6 +99,19 @@ def _panels(columns: dict[str, list[float]]) -> dict[str, dict[str, list[float]]
     return panels
 
 
+def _y_label(panel: str) -> str:
+    """The y-axis label of a results.png chart, from its column name."""
+    if panel.endswith("_loss"):
+        return "loss"
+    if panel.startswith("lr"):
+        return "learning rate"
+    if panel.startswith("metrics/") or "mAP" in panel:
+        return "score (0-1)"
+    units = {"time/epoch_s": "seconds", "train/img_per_s": "images / s", "img_per_s": "images / s",
+             "time/val_ms_per_img": "ms / image"}
+    return units.get(panel, panel.rpartition("/")[2])
+
+
 def plot_results(metrics_csv: Path, out_png: Path) -> Path:
     """One chart per metric of ``metrics_csv`` (any columns: loss names vary by head) into ``out_png``.
 
@@ -124,7 +137,15 @@ def plot_results(metrics_csv: Path, out_png: Path) -> Path:
         last = [v for v in next(iter(series.values())) if math.isfinite(v)]
         ax.set_title(title if not last or len(series) > 1 else f"{title} ({_format(last[-1])})", fontsize=9)
         ax.set_xlabel("epoch", fontsize=8)
+        ax.set_ylabel(_y_label(title), fontsize=8)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True, nbins=5))
+        finite_x = [v for v in x if math.isfinite(v)]
+        if finite_x and max(finite_x) - min(finite_x) < 2:  # 1-2 epochs: whole epochs, with room either side
+            ax.set_xticks(sorted(set(int(v) for v in finite_x)))
+            ax.set_xlim(min(finite_x) - 0.5, max(finite_x) + 0.5)
+            seen = [v for vs in series.values() for v in vs if math.isfinite(v)]
+            if seen and min(seen) >= 0 and max(seen) > 0:  # from zero, so one point is not drawn as a trend
+                ax.set_ylim(0, 1.25 * max(seen))
         ax.yaxis.set_major_locator(MaxNLocator(nbins=4))
         ax.tick_params(labelsize=7)
         ax.grid(alpha=0.3)
@@ -182,6 +203,114 @@ def plot_compare(rows: Sequence[Any], out_png: Path, title: str = "") -> Path:
     return out_png
 
 
+# ----------------------------------------------------------------------------------------------- evaluation
+
+MAX_ANNOTATED_CLASSES = 30  # confusion-matrix cells carry their numbers up to this many classes
+MAX_LEGEND_CLASSES = 12  # PR curves: a legend entry per class up to this many
+
+
+def _save(fig, out_png: Path, dpi: int = 110) -> Path:
+    fig.tight_layout()
+    out_png = Path(out_png)
+    out_png.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out_png, dpi=dpi)
+    return out_png
+
+
+def plot_confusion_matrix(matrix: np.ndarray, names: Sequence[str], out_png: Path, conf: float, iou: float) -> Path:
+    """The (K+1, K+1) ``matrix[true, predicted]`` (last row and column: background) twice, side by side: as
+    counts, and normalised per true class (each row sums to 1: where that class's boxes went)."""
+    from matplotlib.figure import Figure
+    from yoloswap.evaluation.metrics import normalise_rows
+
+    labels = [*names, "background"]
+    n = len(labels)
+    side = min(max(4.0, 0.45 * n + 2), 16)
+    fig = Figure(figsize=(2 * side + 1, side), dpi=110)
+    axes = fig.subplots(1, 2)
+    shares = normalise_rows(matrix)
+    for ax, values, title, fmt in ((axes[0], matrix, "counts", "{:.0f}"),
+                                   (axes[1], shares, "normalised per true class", "{:.2f}")):
+        image = ax.imshow(values, cmap="Blues", vmin=0, vmax=max(float(values.max()), 1e-9))
+        fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
+        ax.set_xticks(range(n), labels, rotation=90 if n > 8 else 45, ha="right" if n <= 8 else "center",
+                      fontsize=8)
+        ax.set_yticks(range(n), labels, fontsize=8)
+        ax.set_xlabel("predicted class")
+        ax.set_ylabel("true class")
+        ax.set_title(f"confusion matrix, {title}\n(confidence >= {conf:g}, IoU > {iou:g})", fontsize=10)
+        if n <= MAX_ANNOTATED_CLASSES:
+            top = float(values.max()) or 1.0
+            for (i, j), v in np.ndenumerate(values):
+                if v:
+                    ax.text(j, i, fmt.format(v), ha="center", va="center", fontsize=7,
+                            color="white" if v > 0.6 * top else "black")
+    return _save(fig, out_png)
+
+
+def plot_pr_curve(details: Any, out_png: Path) -> Path:
+    """Precision against recall at IoU 0.5, one thin line per class (its AP50 in the legend) and the mean over
+    classes in bold (with the mAP50). ``details`` is an ``evaluation.metrics.Details``."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(7, 5.5), dpi=110)
+    ax = fig.subplots()
+    has = ~np.isnan(details.pr[:, 0]) if len(details.pr) else np.zeros(0, bool)
+    legend = int(has.sum()) <= MAX_LEGEND_CLASSES
+    for row, curve, present in zip(details.rows, details.pr, has):
+        if present:
+            ax.plot(details.recall_points, curve, linewidth=1, alpha=0.8,
+                    label=f"{row.name} {row.ap50:.3f}" if legend else None)
+    if has.any():
+        ax.plot(details.recall_points, details.pr[has].mean(0), linewidth=3, color="tab:blue",
+                label=f"all classes {details.overall.ap50:.3f} mAP@0.5")
+    _unit_axes(ax, "recall", "precision", "precision-recall curve (IoU 0.5)")
+    return _save(fig, out_png)
+
+
+def plot_f1_curve(details: Any, out_png: Path) -> Path:
+    """F1 against the confidence threshold: one thin line per class and the mean over classes in bold, its best
+    threshold marked (the one the per-class table's P and R are read at)."""
+    from matplotlib.figure import Figure
+    from yoloswap.evaluation.metrics import CONF_GRID
+
+    fig = Figure(figsize=(7, 5.5), dpi=110)
+    ax = fig.subplots()
+    has = ~np.isnan(details.f1[:, 0]) if len(details.f1) else np.zeros(0, bool)
+    for curve, present in zip(details.f1, has):
+        if present:
+            ax.plot(CONF_GRID, curve, linewidth=1, alpha=0.5, color="grey")
+    mean = details.mean_f1
+    best = int(np.argmin(np.abs(CONF_GRID - details.best_conf)))
+    ax.plot(CONF_GRID, mean, linewidth=3, color="tab:blue", label="mean F1 over classes (thin: per class)")
+    ax.axvline(details.best_conf, color="tab:orange", linestyle="--",
+               label=f"best: F1 {mean[best]:.3f} at confidence {details.best_conf:.2f}")
+    ax.plot([details.best_conf], [mean[best]], "o", color="tab:orange")
+    _unit_axes(ax, "confidence threshold", "F1 (harmonic mean of precision and recall)", "F1-confidence curve")
+    return _save(fig, out_png)
+
+
+def _unit_axes(ax, xlabel: str, ylabel: str, title: str) -> None:
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1.02)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="lower left")
+
+
+def save_evaluation_plots(details: Any, matrix: np.ndarray, folder: Path, conf: float, iou: float) -> list[Path]:
+    """confusion_matrix.png / .csv, PR_curve.png and F1_curve.png into ``folder``; returns their paths."""
+    from yoloswap.evaluation.metrics import write_confusion_csv
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    return [plot_confusion_matrix(matrix, details.names, folder / "confusion_matrix.png", conf, iou),
+            write_confusion_csv(matrix, details.names, folder / "confusion_matrix.csv"),
+            plot_pr_curve(details, folder / "PR_curve.png"), plot_f1_curve(details, folder / "F1_curve.png")]
+
+
 # ----------------------------------------------------------------------------------------------- detections
 
 
@@ -214,11 +343,13 @@ def draw_detections(
     draw = ImageDraw.Draw(canvas)
     width, height = canvas.size
     line = max(2, round(max(width, height) / 250))
-    font = _font(max(11, round(max(width, height) / 48)))
+    font = _font(max(12, round(max(width, height) / 40)))
 
     boxes = _as_dets(dets)
     boxes = boxes[boxes[:, 4] >= min_score]
-    for x1, y1, x2, y2, score, cls in boxes[np.argsort(boxes[:, 4], kind="stable")]:
+    placed: list[tuple[float, float, float, float]] = []  # label rectangles drawn so far (highest scores first)
+    labels = []
+    for x1, y1, x2, y2, score, cls in boxes[np.argsort(-boxes[:, 4], kind="stable")]:
         cls = int(cls)
         colour = class_colour(cls)
         x1, x2 = sorted((min(max(x1, 0), width - 1), min(max(x2, 0), width - 1)))
@@ -229,17 +360,30 @@ def draw_detections(
         label = f"{label} {score:.2f}" if show_scores else label
         tx0, ty0, tx1, ty1 = draw.textbbox((0, 0), label, font=font)
         tw, th = tx1 - tx0 + 4, ty1 - ty0 + 4
-        above = y1 - th >= 0  # label sits on top of the box, or just inside it at the image edge
         lx = min(x1, max(width - tw, 0))
-        ly = y1 - th if above else y1
-        draw.rectangle((lx, ly, lx + tw, ly + th), fill=colour)
-        draw.text((lx + 2 - tx0, ly + 2 - ty0), label, fill=_text_colour(colour), font=font)
+        ly = _free_label_y(lx, tw, th, (y1 - th, y1, y2, y2 - th), height, placed)
+        placed.append((lx, ly, lx + tw, ly + th))
+        labels.append(((lx, ly, lx + tw, ly + th), (lx + 2 - tx0, ly + 2 - ty0), label, colour))
+    for rect, origin, label, colour in labels:  # labels over every box, so no box line crosses a label
+        draw.rectangle(rect, fill=colour)
+        draw.text(origin, label, fill=_text_colour(colour), font=font)
 
     if out_path is not None:
         out_path = Path(out_path)
         out_path.parent.mkdir(parents=True, exist_ok=True)
         canvas.save(out_path)
     return canvas
+
+
+def _free_label_y(lx: float, tw: float, th: float, candidates: Sequence[float], height: int,
+                  placed: Sequence[tuple[float, float, float, float]]) -> float:
+    """The first of ``candidates`` (above the box, inside its top, below it, inside its bottom) where a label
+    fits in the image without covering one already placed; the first that fits the image when none is free."""
+    inside = [y for y in candidates if 0 <= y <= height - th] or [min(max(candidates[0], 0), max(height - th, 0))]
+    for y in inside:
+        if not any(lx < r[2] and r[0] < lx + tw and y < r[3] and r[1] < y + th for r in placed):
+            return y
+    return inside[0]
 
 
 def _fit(image: Any, boxes: Any, tile: int) -> tuple[Image.Image, np.ndarray]:
@@ -256,6 +400,14 @@ def _truth_as_dets(truth: Any) -> np.ndarray:
     """Ground truth (M, 5) [x1, y1, x2, y2, cls] as (M, 6) detections with score 1."""
     truth = np.asarray(truth, dtype=np.float64).reshape(-1, 5)
     return np.concatenate((truth[:, :4], np.ones((len(truth), 1)), truth[:, 4:5]), axis=1)
+
+
+def _caption(sheet: Image.Image, xy: tuple[int, int], text: str, font, anchor: str) -> None:
+    """Black text on a white box at ``xy`` (Pillow ``anchor``)."""
+    draw = ImageDraw.Draw(sheet)
+    box = draw.textbbox(xy, text, font=font, anchor=anchor)
+    draw.rectangle((box[0] - 2, box[1] - 2, box[2] + 2, box[3] + 2), fill=(255, 255, 255))
+    draw.text(xy, text, fill=(0, 0, 0), font=font, anchor=anchor)
 
 
 def save_prediction_grid(
@@ -291,11 +443,10 @@ def save_prediction_grid(
                                     show_scores=scored)
             x0, y0 = (col * per_item + j) * tile, row * tile
             sheet.paste(drawn, (x0 + (tile - drawn.width) // 2, y0 + (tile - drawn.height) // 2))
+            if scored and not (_as_dets(boxes)[:, 4] >= min_score).any():
+                _caption(sheet, (x0 + tile // 2, y0 + 6), f"no prediction scored >= {min_score:g}", font, "mt")
             if with_truth:
-                draw = ImageDraw.Draw(sheet)
-                box = draw.textbbox((x0 + 4, y0 + tile - 4), caption, font=font, anchor="lb")
-                draw.rectangle((box[0] - 2, box[1] - 2, box[2] + 2, box[3] + 2), fill=(255, 255, 255))
-                draw.text((x0 + 4, y0 + tile - 4), caption, fill=(0, 0, 0), font=font, anchor="lb")
+                _caption(sheet, (x0 + 4, y0 + tile - 4), caption, font, "lb")
     draw = ImageDraw.Draw(sheet)
     for col in range(1, n_cols * per_item):
         width = 3 if col % per_item == 0 else 1  # thicker between images than between an image's two tiles

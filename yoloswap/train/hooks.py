@@ -61,7 +61,7 @@ def metric_columns(loss_names: tuple[str, ...]) -> tuple[str, ...]:
     """metrics.csv's columns for a loss with items ``loss_names`` (the head's loss names them)."""
     return (
         "epoch", *(f"train/{n}_loss" for n in loss_names), *(f"val/{n}_loss" for n in loss_names),
-        "metrics/mAP50", "metrics/mAP50-95", "lr/backbone", "lr/other", "time/epoch_s", "train/img_per_s",
+        "metrics/precision", "metrics/recall", "metrics/mAP50", "metrics/mAP50-95", "lr/backbone", "lr/other", "time/epoch_s", "train/img_per_s",
         "time/val_ms_per_img",
     )
 
@@ -72,7 +72,13 @@ def write_metrics_row(event: EpochEnd) -> None:
 
 
 def append_metrics(path: Path, row: dict, columns: tuple[str, ...]) -> None:
+    """Append ``row``; a file begun under other columns (a run resumed from an older version) keeps its own."""
     new = not path.exists()
+    if not new:
+        with path.open(newline="") as fh:
+            header = next(csv.reader(fh), None)
+        columns = tuple(header) if header else columns
+        new = not header
     with path.open("a", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=columns)
         if new:

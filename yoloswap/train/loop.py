@@ -26,12 +26,13 @@ from yoloswap.train.precision import autocast_for
 from yoloswap.run_folders import new_run_dir
 from yoloswap.train import distributed, runlock, signals
 from yoloswap.train.ema import unwrap
+from yoloswap.train.loggers import close_loggers, logger_names, open_loggers
 from yoloswap.train.hooks import EpochCallback, EpochEnd, Progress, default_callbacks, metric_columns, trim_metrics
 from yoloswap.train.rundir import check_run_dir, claim_run_dir
 from yoloswap.train.setup import build_run
 from yoloswap.data.check import label_arrays
 from yoloswap.reports.plots import plot_labels
-from yoloswap.train.state import DEFAULT_LOSS_NAMES, Run, fitness, resumed_options, write_config
+from yoloswap.train.state import DEFAULT_LOSS_NAMES, Run, fitness, resumed_options, save_run, write_config
 from yoloswap.config.options import BUILTIN_SET_DEFAULTS, DETECTS_MAP50, MIN_LEARNING_EPOCHS, TrainOptions
 
 METRIC_COLUMNS = metric_columns(DEFAULT_LOSS_NAMES)  # an old run's metrics.csv
@@ -78,6 +79,7 @@ def _train(options: TrainOptions, out: Path | None, exist_ok: bool, resume: Path
             trim_metrics(out / "metrics.csv", int(resume_ckpt["epoch"]) + 1)  # a kill between row and checkpoint
     out = distributed.broadcast(dist, out)
     # Everything is validated and built before the run folder exists: a start that fails leaves nothing behind.
+    logger_names(options.logger)  # a missing package stops here, before anything is built
     run, (train_loader, val_loader) = build_run(options, out, log, resume_ckpt, dist)
     options = run.options
     log(distributed.describe(dist, run.device, options.batch_size))
@@ -92,14 +94,17 @@ def _train(options: TrainOptions, out: Path | None, exist_ok: bool, resume: Path
         except Exception as e:  # noqa: BLE001
             log(f"[yellow]warning:[/] labels.png not written ({type(e).__name__}: {e})")
     _log_setup(run, log, len(train_loader.dataset), len(val_loader.dataset))
+    loggers = open_loggers(run, resume_ckpt is not None, log) if dist.main else []  # only rank 0 logs
     try:
-        _fit(run, train_loader, val_loader, log, progress, callbacks)
+        final = _fit(run, train_loader, val_loader, log, progress, [*callbacks, *loggers])
     except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM at the next safe point
         if dist.main:
             _say_how_to_resume(run, log, exc)
         raise
+    finally:
+        close_loggers(loggers, run)
     if dist.main:
-        _summary(run, console)
+        _summary(run, console, final)
     return run.last_metrics
 
 
@@ -115,8 +120,9 @@ def _say_how_to_resume(run: Run, log, exc: KeyboardInterrupt) -> None:
         log(f"{why} before the first epoch finished; nothing to resume")
 
 
-def _fit(run: Run, train_loader, val_loader, log, progress: Progress, callbacks: list[EpochCallback]) -> None:
-    """The epochs: train, refit to the --time budget, validate, hand the epoch to the callbacks."""
+def _fit(run: Run, train_loader, val_loader, log, progress: Progress, callbacks: list[EpochCallback]):
+    """The epochs: train, refit to the --time budget, validate, hand the epoch to the callbacks. Returns the
+    final validation (an EvalOutput; None when this process did not validate)."""
     options, dist = run.options, run.dist
     loss_fn = unwrap(run.model).head.make_loss(options.img_size)  # each head owns its loss (and its item names)
     run.loss_names = tuple(loss_fn.names)
@@ -124,6 +130,7 @@ def _fit(run: Run, train_loader, val_loader, log, progress: Progress, callbacks:
     budget_start = time.perf_counter()
     epoch = run.start_epoch
     _log_plan(run, log)
+    result = None
     while epoch < epochs:
         train_loader.dataset.mosaic_enabled = mosaic_on(epoch, epochs, options.close_mosaic)
         _reseed_epoch(train_loader, options.seed + dist.rank, epoch)  # a resumed epoch replays exactly
@@ -141,14 +148,16 @@ def _fit(run: Run, train_loader, val_loader, log, progress: Progress, callbacks:
         final = epoch == epochs - 1
         improved = False
         if dist.main and ((epoch + 1) % options.val_interval == 0 or final):
-            metrics = _validate(run, val_loader, loss_fn, progress, epoch)
+            result = _validate(run, val_loader, loss_fn, progress, epoch)
+            metrics = result.metrics
             row.update({f"val/{n}_loss": metrics.get(f"val_{n}_loss") for n in run.loss_names})
-            row.update({"metrics/mAP50": metrics["map50"], "metrics/mAP50-95": metrics["map"],
+            row.update({"metrics/precision": metrics.get("precision"), "metrics/recall": metrics.get("recall"),
+                        "metrics/mAP50": metrics["map50"], "metrics/mAP50-95": metrics["map"],
                         "time/val_ms_per_img": metrics.get("val_ms_per_img")})
             run.last_metrics = metrics
             improved = fitness(metrics) > run.best_fitness
             if improved:
-                run.best_fitness = fitness(metrics)
+                run.best_fitness, run.best_epoch = fitness(metrics), epoch
         row["time/epoch_s"] = time.perf_counter() - start
         if dist.main:
             event = EpochEnd(run, epoch, epochs, row, improved, float(sum(losses)))
@@ -157,6 +166,38 @@ def _fit(run: Run, train_loader, val_loader, log, progress: Progress, callbacks:
         if epoch == run.start_epoch and epochs > epoch + 1:
             _log_time_left(log, time.perf_counter() - budget_start, epochs - epoch - 1)
         epoch += 1
+        if epoch < epochs and distributed.broadcast(dist, _out_of_patience(run, epoch - 1, log) if dist.main else False):
+            break
+    if result is not None:
+        _save_evaluation_plots(run, result, log)
+    return result
+
+
+def _out_of_patience(run: Run, epoch: int, log) -> bool:
+    """After 0-based ``epoch``: has the fitness not improved for ``--patience`` epochs? Then the run is marked
+    stopped early (config.yaml and last.pt say so, and where its best epoch was) and the loop ends."""
+    patience = run.options.patience
+    if not patience or run.best_epoch < 0 or epoch - run.best_epoch < patience:
+        return False
+    run.stopped_early = {"epoch": epoch + 1, "best_epoch": run.best_epoch + 1, "patience": patience}
+    log(f"stopping early: no better fitness for {patience} epochs (--patience {patience}); the best epoch was "
+        f"{run.best_epoch + 1}, in {run.out / 'weights' / 'best.pt'}")
+    write_config(run)
+    save_run(run, epoch, best=False)  # last.pt records the stop, so --resume says the run is finished
+    return True
+
+
+def _save_evaluation_plots(run: Run, result, log) -> None:
+    """confusion_matrix.png / .csv, PR_curve.png and F1_curve.png of the final validation into the run folder."""
+    try:
+        from yoloswap.evaluation.metrics import CONFUSION_CONF, CONFUSION_IOU, confusion_matrix
+        from yoloswap.reports.plots import save_evaluation_plots
+
+        acc = result.accumulator
+        matrix = confusion_matrix(acc.gt_dict(), acc.results(), CONFUSION_CONF, CONFUSION_IOU)
+        save_evaluation_plots(acc.details, matrix, run.out, CONFUSION_CONF, CONFUSION_IOU)
+    except Exception as exc:  # a plot must never end a run
+        log(f"[yellow]warning:[/] could not draw the evaluation plots ({exc})")
 
 
 def _epochs(n: int) -> str:
@@ -308,9 +349,9 @@ def _optimizer_step(run: Run) -> None:
         run.ema.update(run.model)
 
 
-def _validate(run: Run, loader, loss_fn, progress: Progress, epoch: int) -> dict:
-    """COCO metrics of the EMA model, with the time per validation image (``val_ms_per_img``); refreshes
-    ``val_predictions.png`` (a few images with predicted boxes)."""
+def _validate(run: Run, loader, loss_fn, progress: Progress, epoch: int):
+    """The EvalOutput of the EMA model: COCO metrics with the time per validation image (``val_ms_per_img``);
+    refreshes ``val_predictions.png`` (a few images with predicted boxes)."""
     model = run.ema.module if run.ema is not None else unwrap(run.model)
     progress.start_val(len(loader))
     start = time.perf_counter()
@@ -325,7 +366,8 @@ def _validate(run: Run, loader, loss_fn, progress: Progress, epoch: int) -> dict
         from yoloswap.reports.plots import save_prediction_grid
 
         save_prediction_grid(result.previews, run.names, run.out / "val_predictions.png")
-    return metrics
+    result.metrics = metrics
+    return result
 
 
 def _lr_columns(optimizer) -> dict:
@@ -347,8 +389,13 @@ def _log_setup(run: Run, log, n_train: int, n_val: int) -> None:
     log(f"optimizer: {o.optimizer} lr {o.lr:g} ({run.optimizer_reason})")
 
 
-def _summary(run: Run, console) -> None:
+def _summary(run: Run, console, final=None) -> None:
     from rich.table import Table
+
+    if final is not None and final.accumulator.details is not None:
+        from yoloswap.reports.class_table import class_table
+
+        console.print(class_table(final.accumulator.details, final.metrics, title="final validation, per class"))
 
     table = Table(title=f"Finished: {run.out}")
     table.add_column("metric")

@@ -51,6 +51,8 @@ class Run:
     optimizer_reason: str = ""
     max_epochs: int = 0  # --epochs as asked: a --time refit never goes past it
     loss_names: tuple[str, ...] = DEFAULT_LOSS_NAMES
+    best_epoch: int = -1  # 0-based epoch of best.pt
+    stopped_early: dict | None = None  # {epoch, best_epoch, patience} (1-based) once --patience ended the run
 
 
 def fitness(metrics: dict) -> float:
@@ -84,6 +86,8 @@ def save_run(run: Run, epoch: int, best: bool) -> None:
         "scaler": run.scaler.state_dict(),
         "best_fitness": run.best_fitness,
         "max_epochs": run.max_epochs,
+        "best_epoch": run.best_epoch,
+        "stopped_early": run.stopped_early,
         "metrics": {k: float(v) for k, v in run.last_metrics.items() if isinstance(v, (int, float))},
         "rng": rng_state(),
     }
@@ -106,6 +110,7 @@ def restore(run: Run, ckpt: dict) -> None:
     run.start_epoch = int(ckpt["epoch"]) + 1
     run.best_fitness = float(ckpt.get("best_fitness", -1.0))
     run.max_epochs = int(ckpt.get("max_epochs", run.max_epochs))
+    run.best_epoch = int(ckpt.get("best_epoch", -1))
     run.optimizer_reason = ckpt["config"].get("optimizer_choice") or run.optimizer_reason  # why, as first decided
     run.last_metrics = dict(ckpt.get("metrics") or {})
     if ckpt.get("rng"):
@@ -133,6 +138,7 @@ def run_config(run: Run) -> dict:
         "optimizer_choice": run.optimizer_reason,
         "precision": precision_name(run.amp_dtype),
         "max_epochs": run.max_epochs,
+        "stopped_early": run.stopped_early,  # null, or where --patience ended the run
     }
 
 
@@ -153,6 +159,11 @@ def resumed_options(resume: Path, asked: TrainOptions, extend_to: int | None, lo
         recorded["optimizer"] = ckpt["config"]["preset"]["optimizer"]["name"]
     options = dataclasses.replace(TrainOptions.from_dict(recorded), device=asked.device, workers=asked.workers)
     done = int(ckpt["epoch"]) + 1
+    stopped = ckpt.get("stopped_early")
+    if stopped and extend_to is None:
+        raise TrainingError(f"{out} already finished: --patience {stopped['patience']} stopped it at epoch "
+                            f"{stopped['epoch']} (best epoch {stopped['best_epoch']}, in best.pt); extend it with "
+                            f"--resume {out} --epochs N")
     if extend_to is not None:  # --resume RUN --epochs N: the same run, trained on to N epochs
         if extend_to <= done:
             raise UsageError(f"--epochs {extend_to}: {out} has already trained {done} epochs; give more to extend it")
