@@ -67,7 +67,7 @@ def test_the_final_map_of_training_is_what_val_of_best_pt_reports(cli, tmp_path,
 
 def test_the_end_of_a_run_says_plainly_whether_the_detector_detects():
     from yoloswap.config.options import DETECTS_MAP50
-    from yoloswap.train.loop import verdict
+    from yoloswap.train.messages import verdict
 
     assert verdict(DETECTS_MAP50 + 0.01).startswith("the detector detects")
     low = verdict(0.05)

@@ -8,6 +8,11 @@ Randomness comes only from the ``rng`` argument, which is what makes a run repea
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import torch
+
 import math
 from dataclasses import dataclass
 

@@ -29,11 +29,12 @@ from yoloswap.train.ema import unwrap
 from yoloswap.train.loggers import close_loggers, logger_names, open_loggers
 from yoloswap.train.hooks import EpochCallback, EpochEnd, Progress, default_callbacks, metric_columns, trim_metrics
 from yoloswap.train.rundir import check_run_dir, claim_run_dir
+from yoloswap.train.messages import epochs_text, log_plan, log_setup, log_time_left, summary
 from yoloswap.train.setup import build_run
 from yoloswap.data.check import label_arrays
 from yoloswap.reports.plots import plot_labels
 from yoloswap.train.state import DEFAULT_LOSS_NAMES, Run, fitness, resumed_options, save_run, write_config
-from yoloswap.config.options import BUILTIN_SET_DEFAULTS, DETECTS_MAP50, MIN_LEARNING_EPOCHS, TrainOptions
+from yoloswap.config.options import MIN_LEARNING_EPOCHS, TrainOptions
 
 METRIC_COLUMNS = metric_columns(DEFAULT_LOSS_NAMES)  # an old run's metrics.csv
 READOUT_S = 0.25  # read the loss back from the device (one host sync) and refresh the progress this often
@@ -93,7 +94,7 @@ def _train(options: TrainOptions, out: Path | None, exist_ok: bool, resume: Path
             plot_labels(*label_arrays(train_loader.dataset.samples), run.names, out / "labels.png")
         except Exception as e:  # noqa: BLE001
             log(f"[yellow]warning:[/] labels.png not written ({type(e).__name__}: {e})")
-    _log_setup(run, log, len(train_loader.dataset), len(val_loader.dataset))
+    log_setup(run, log, len(train_loader.dataset), len(val_loader.dataset))
     loggers = open_loggers(run, resume_ckpt is not None, log) if dist.main else []  # only rank 0 logs
     try:
         final = _fit(run, train_loader, val_loader, log, progress, [*callbacks, *loggers])
@@ -104,7 +105,7 @@ def _train(options: TrainOptions, out: Path | None, exist_ok: bool, resume: Path
     finally:
         close_loggers(loggers, run)
     if dist.main:
-        _summary(run, console, final)
+        summary(run, console, final)
     return run.last_metrics
 
 
@@ -129,7 +130,7 @@ def _fit(run: Run, train_loader, val_loader, log, progress: Progress, callbacks:
     epochs = options.epochs
     budget_start = time.perf_counter()
     epoch = run.start_epoch
-    _log_plan(run, log)
+    log_plan(run, log)
     result = None
     while epoch < epochs:
         train_loader.dataset.mosaic_enabled = mosaic_on(epoch, epochs, options.close_mosaic)
@@ -164,7 +165,7 @@ def _fit(run: Run, train_loader, val_loader, log, progress: Progress, callbacks:
             for callback in callbacks:
                 callback(event)
         if epoch == run.start_epoch and epochs > epoch + 1:
-            _log_time_left(log, time.perf_counter() - budget_start, epochs - epoch - 1)
+            log_time_left(log, time.perf_counter() - budget_start, epochs - epoch - 1)
         epoch += 1
         if epoch < epochs and distributed.broadcast(dist, _out_of_patience(run, epoch - 1, log) if dist.main else False):
             break
@@ -200,35 +201,6 @@ def _save_evaluation_plots(run: Run, result, log) -> None:
         log(f"[yellow]warning:[/] could not draw the evaluation plots ({exc})")
 
 
-def _epochs(n: int) -> str:
-    return f"{n} epoch" if n == 1 else f"{n} epochs"
-
-
-def _log_plan(run: Run, log) -> None:
-    """Before the first batch: what the run will do, and on the built-in set what it should reach."""
-    o = run.options
-    budget = f" inside a {o.time:g}-minute --time budget" if o.time is not None else ""
-    expect = ""
-    if o.data is None and o.time is None and o.epochs >= BUILTIN_SET_DEFAULTS["epochs"]:
-        expect = (f"; on the built-in set ConvNeXt-T from scratch reaches mAP@.5 ≈ {DETECTS_MAP50:g} by then "
-                  "(README, Quick start)")
-    elif o.epochs - run.start_epoch < MIN_LEARNING_EPOCHS:
-        expect = "; so few epochs teach a detector from scratch little (mAP near 0 is expected)"
-    log(f"plan: {_epochs(o.epochs - run.start_epoch)}{budget}{expect}; the time it takes is estimated after the "
-        "first epoch")
-
-
-def _log_time_left(log, first_s: float, left: int) -> None:
-    finish = time.strftime("%H:%M", time.localtime(time.time() + first_s * left))
-    log(f"the first epoch took {_clock(first_s)}; the {_epochs(left)} left take about {_clock(first_s * left)} "
-        f"more (done near {finish})")
-
-
-def _clock(seconds: float) -> str:
-    minutes, secs = divmod(int(round(seconds)), 60)
-    return f"{minutes} min {secs:02d} s" if minutes else f"{secs} s"
-
-
 def _refit_to_time(run: Run, epochs: int, done: int, spent_s: float, log) -> int:
     """The run's total epochs refitted to ``--time`` after ``done`` epochs (``spent_s`` seconds into the budget);
     the lr schedule, the options and config.yaml follow a change."""
@@ -236,7 +208,7 @@ def _refit_to_time(run: Run, epochs: int, done: int, spent_s: float, log) -> int
     fitted = distributed.broadcast(dist, fit_epochs_to_time(
         options.time * 60, spent_s, done - run.start_epoch, done, run.max_epochs))
     if fitted != epochs:
-        log(f"--time {options.time:g} min: {_epochs(fitted)} {'fits' if fitted == 1 else 'fit'} the budget "
+        log(f"--time {options.time:g} min: {epochs_text(fitted)} {'fits' if fitted == 1 else 'fit'} the budget "
             f"(was {epochs})" + (f"; too few to learn to detect: give more --time, or drop it and set --epochs"
                                  if fitted < min(MIN_LEARNING_EPOCHS, run.max_epochs) else ""))
         run.schedule = dataclasses.replace(run.schedule, epochs=fitted)
@@ -374,53 +346,6 @@ def _lr_columns(optimizer) -> dict:
     backbone = [g["lr"] for g in optimizer.param_groups if g.get("name", "").startswith("backbone")]
     other = [g["lr"] for g in optimizer.param_groups if not g.get("name", "").startswith("backbone")]
     return {"lr/backbone": backbone[0] if backbone else None, "lr/other": other[0] if other else None}
-
-
-def _log_setup(run: Run, log, n_train: int, n_val: int) -> None:
-    trainable = sum(p.numel() for p in run.model.parameters() if p.requires_grad)
-    total = sum(p.numel() for p in run.model.parameters())
-    o = run.options
-    log(f"run folder: {run.out}")
-    log(f"model: {run.preset.name}, backbone channels {list(run.plan.backbone_channels)} → neck "
-        f"{list(run.plan.neck_channels)}, {len(run.names)} classes, {total:,} params ({trainable:,} trainable)")
-    log(f"data: {n_train} train / {n_val} val images at {o.img_size}px; batch {o.batch_size} × accumulate "
-        f"{run.accumulate} (from 1 during warmup); {o.workers} workers; device {run.device}"
-        f"{' ' + str(run.amp_dtype).replace('torch.', '') if run.amp_dtype else ''}")
-    log(f"optimizer: {o.optimizer} lr {o.lr:g} ({run.optimizer_reason})")
-
-
-def _summary(run: Run, console, final=None) -> None:
-    from rich.table import Table
-
-    if final is not None and final.accumulator.details is not None:
-        from yoloswap.reports.class_table import class_table
-
-        console.print(class_table(final.accumulator.details, final.metrics, title="final validation, per class"))
-
-    table = Table(title=f"Finished: {run.out}")
-    table.add_column("metric")
-    table.add_column("value", justify="right")
-    for key, label in (("map", "mAP@.5:.95"), ("map50", "mAP@.5"), ("map75", "mAP@.75")):
-        if key in run.last_metrics:
-            table.add_row(label, f"{run.last_metrics[key]:.4f}")
-    table.add_row("best fitness", f"{max(run.best_fitness, 0):.4f}")
-    table.add_row("weights", str(run.out / "weights" / "best.pt"))
-    sizes = [f"{name} {(run.out / 'weights' / name).stat().st_size / 2**20:.1f} MB"
-             for name in ("best.pt", "last.pt") if (run.out / "weights" / name).is_file()]
-    table.add_row("checkpoints", ", ".join(sizes))
-    console.print(table)
-    console.print(verdict(run.last_metrics.get("map50")), soft_wrap=True)
-
-
-def verdict(map50: float | None) -> str:
-    """One plain line at the end of a run: does the detector detect, and if not, what to try."""
-    if map50 is None:
-        return "not validated: no mAP to judge the detector by"
-    if map50 >= DETECTS_MAP50:
-        return f"the detector detects: mAP@.5 {map50:.3f} ≥ {DETECTS_MAP50:g} (boxes in val_predictions.png)"
-    return (f"the detector does not detect well yet: mAP@.5 {map50:.3f} < {DETECTS_MAP50:g}. Train longer "
-            "(more --epochs, or no --time), start from pretrained weights (drop --weights none), or try a "
-            "smaller backbone (yolov5n learns fastest)")
 
 
 def _reseed_epoch(loader, seed: int, epoch: int) -> None:
