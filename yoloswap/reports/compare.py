@@ -42,6 +42,7 @@ class CompareRow:
     epochs: int
     run: str  # the run folder
     pareto: bool = False
+    openvino_ms: float | None = None  # OpenVINO median (None without yoloswap[openvino])
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -95,8 +96,8 @@ def row_from_run(run: Path, device: torch.device, warmup: int = 3, iters: int = 
     options = ckpt["config"]["options"]
     size = inference_size(preset, int(options["img_size"]), img_size, path)
     metrics = _accuracy(ckpt, Path(run))
-    report = bench.benchmark_detector(model, names, preset.name, size, 1, device, ("pytorch", "onnxruntime"),
-                                      warmup, iters)
+    runtimes = ("pytorch", "onnxruntime", *(("openvino",) if bench.openvino_available() else ()))
+    report = bench.benchmark_detector(model, names, preset.name, size, 1, device, runtimes, warmup, iters)
     by_runtime = {t["runtime"]: t for t in report["timings"]}
     torch_t = by_runtime["pytorch"]
     return CompareRow(
@@ -105,6 +106,7 @@ def row_from_run(run: Path, device: torch.device, warmup: int = 3, iters: int = 
         onnx_ms=by_runtime["onnxruntime"]["median_ms"] if "onnxruntime" in by_runtime else None,
         params_m=report["params_m"], gflops=report["gflops"], img_size=size, device=device.type,
         epochs=epochs_trained(Path(run), ckpt), run=str(run),
+        openvino_ms=by_runtime["openvino"]["median_ms"] if "openvino" in by_runtime else None,
     )
 
 
@@ -230,12 +232,15 @@ def markdown_table(rows: Sequence[CompareRow], title: str = "") -> str:
     onnx = any(r.onnx_ms is not None for r in rows)
     header = ["", "backbone", "mAP@.5:.95", "mAP@.5", "latency ms (median)", "p90 ms"]
     header += ["ONNX Runtime ms"] if onnx else []
+    openvino = any(r.openvino_ms is not None for r in rows)
+    header += ["OpenVINO ms"] if openvino else []
     header += ["params (M)", "GFLOPs", "epochs"]
     lines += ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] * len(header)) + "|"]
     for r in sort_by_map(rows):
         cells = ["★" if r.pareto else "", f"`{r.backbone}`", f"{r.map:.4f}", f"{r.map50:.4f}", f"{r.latency_ms:.2f}",
                  f"{r.latency_p90_ms:.2f}"]
         cells += [f"{r.onnx_ms:.2f}" if r.onnx_ms is not None else "-"] if onnx else []
+        cells += [f"{r.openvino_ms:.2f}" if r.openvino_ms is not None else "-"] if openvino else []
         cells += [f"{r.params_m:.2f}", f"{r.gflops:.2f}", str(r.epochs)]
         lines.append("| " + " | ".join(cells) + " |")
     if rows:
