@@ -1,4 +1,4 @@
-"""Commands for deployment: export (ONNX / TorchScript) and benchmark."""
+"""Commands for deployment: export (ONNX / TorchScript / OpenVINO) and benchmark."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ Opt = typer.Option
 
 def export(
     weights: Annotated[Path, Opt("--weights", "-w", rich_help_panel=H.MODEL, help="A yoloswap checkpoint (best.pt / last.pt).")],
-    fmt: Annotated[str, Opt("--format", "-f", rich_help_panel=H.OUTPUT, help="onnx or torchscript.")] = "onnx",
+    fmt: Annotated[str, Opt("--format", "-f", rich_help_panel=H.OUTPUT, help="onnx, torchscript or openvino.")] = "onnx",
     img_size: Annotated[Optional[int], Opt("--img-size", rich_help_panel=H.DATA, help="Input size (default: the training size).")] = None,
     batch: Annotated[int, Opt("--batch", rich_help_panel=H.HARDWARE, help="Batch size of the graph (ignored with --dynamic).")] = 1,
     dynamic: Annotated[bool, H.flag("--dynamic", rich_help_panel=H.OUTPUT, help="Free batch, height and width.")] = False,
@@ -26,19 +26,18 @@ def export(
     max_det: Annotated[int, Opt("--max-det", rich_help_panel=H.DETECTION, help="--nms detections per image.")] = 300,
     out_path: Annotated[Optional[Path], Opt("--out", rich_help_panel=H.OUTPUT, help="Output file (default: next to the weights).")] = None,
     device: Annotated[str, Opt(rich_help_panel=H.HARDWARE, help="cpu or cuda (export traces on it).")] = "cpu",
-    check: Annotated[bool, H.flag("--check/--no-check", rich_help_panel=H.OUTPUT, help="Run the ONNX file in ONNX Runtime and compare with PyTorch.")] = True,
+    check: Annotated[bool, H.flag("--check/--no-check", rich_help_panel=H.OUTPUT, help="Run the exported ONNX / OpenVINO file and compare with PyTorch.")] = True,
 ) -> None:
     """Export a trained detector: the file takes 0-255 RGB (B, 3, H, W) and carries names, strides and size."""
     from yoloswap.cli.console import err, out
-    from yoloswap.deploy.export import DEFAULT_OPSET, FORMATS, ExportSpec, export_model, require_onnx
+    from yoloswap.deploy.export import DEFAULT_OPSET, FORMATS, ExportSpec, export_model, require_format
     from yoloswap.deploy.runtimes import TorchRuntime
     from yoloswap.errors import UsageError
     from yoloswap.device import resolve_device
 
     if fmt not in FORMATS:
         raise UsageError(f"--format {fmt!r}: choose one of {', '.join(FORMATS)}")
-    if fmt == "onnx":
-        require_onnx()
+    require_format(fmt)
     source = TorchRuntime(weights, "cpu")
     spec = ExportSpec(img_size=source.size_for(img_size), batch=batch, dynamic=dynamic, half=half,
                       opset=opset or DEFAULT_OPSET, nms=nms, conf=conf, iou=iou, max_det=max_det)
@@ -48,17 +47,17 @@ def export(
                      trained_on=source.trained_on)
     out.print(f"exported {source.backbone} ({spec.img_size}×{spec.img_size}, "
               f"{'dynamic' if dynamic else f'batch {batch}'}) → {path} ({path.stat().st_size / 1e6:.1f} MB)")
-    if fmt == "onnx" and check and not half:
-        from yoloswap.deploy.export import check_onnx_parity
+    if fmt in ("onnx", "openvino") and check and not half:
+        from yoloswap.deploy.export import check_parity
 
-        report = check_onnx_parity(source.model, path, spec)
-        out.print(f"ONNX Runtime vs PyTorch: max |Δ| boxes {report['max_abs_boxes']:.2e} px, "
+        report = check_parity(source.model, path, spec)
+        out.print(f"{report['runtime']} vs PyTorch: max |Δ| boxes {report['max_abs_boxes']:.2e} px, "
                   f"scores {report['max_abs_scores']:.2e} (tolerance {report['atol_boxes']:g} px / "
                   f"{report['atol_scores']:g}) [green]ok[/]")
 
 
 def benchmark(
-    weights: Annotated[Optional[Path], Opt("--weights", "-w", rich_help_panel=H.MODEL, help="A checkpoint (.pt) or an exported .onnx.")] = None,
+    weights: Annotated[Optional[Path], Opt("--weights", "-w", rich_help_panel=H.MODEL, help="A checkpoint (.pt), or an exported .onnx / OpenVINO .xml.")] = None,
     backbone: Annotated[Optional[str], Opt("--backbone", "-b", rich_help_panel=H.MODEL, help="A backbone to time untrained (preset, timm:NAME, torchvision:NAME).")] = None,
     device: Annotated[str, Opt(rich_help_panel=H.HARDWARE, help="auto, cpu, cuda or cuda:N.")] = "auto",
     img_size: Annotated[Optional[int], Opt("--img-size", rich_help_panel=H.DATA, help="Input size (default: the weights' size, else 640).")] = None,
@@ -66,14 +65,15 @@ def benchmark(
     num_classes: Annotated[int, Opt("--num-classes", rich_help_panel=H.MODEL, help="Classes of an untrained --backbone detector.")] = 80,
     iters: Annotated[int, Opt("--iters", rich_help_panel=H.OUTPUT, help="Timed calls per runtime (after warm-up).")] = 30,
     warmup: Annotated[int, Opt("--warmup", rich_help_panel=H.OUTPUT, help="Untimed calls first.")] = 5,
-    runtimes: Annotated[str, Opt("--runtimes", rich_help_panel=H.HARDWARE, help="Comma-separated: pytorch, onnxruntime.")] = "pytorch,onnxruntime",
+    runtimes: Annotated[str, Opt("--runtimes", rich_help_panel=H.HARDWARE, help="Comma-separated: pytorch, onnxruntime, openvino.")] = "pytorch,onnxruntime",
     as_json: Annotated[bool, H.flag("--json", rich_help_panel=H.OUTPUT, help="Print the figures as JSON on stdout.")] = False,
 ) -> None:
-    """Latency (median, p90 ms after warm-up) and throughput in PyTorch and ONNX Runtime; params and GFLOPs."""
+    """Latency (median, p90 ms after warm-up) and throughput in PyTorch, ONNX Runtime and OpenVINO; params and GFLOPs."""
     from rich.table import Table
 
     from yoloswap.cli.console import err, out, print_json
     from yoloswap.deploy import benchmark as bench
+    from yoloswap.deploy.runtimes import is_exported, load_runtime
     from yoloswap.errors import UsageError
     from yoloswap.device import resolve_device
 
@@ -82,15 +82,13 @@ def benchmark(
     if batch < 1 or iters < 1 or warmup < 0:
         raise UsageError(f"--batch and --iters must be at least 1 and --warmup >= 0, got {batch}, {iters}, {warmup}")
     wanted = tuple(r.strip() for r in runtimes.split(",") if r.strip())
-    unknown = [r for r in wanted if r not in ("pytorch", "onnxruntime")]
+    unknown = [r for r in wanted if r not in bench.RUNTIME_NAMES]
     if unknown:
-        raise UsageError(f"--runtimes: unknown {unknown}; choose from pytorch, onnxruntime")
+        raise UsageError(f"--runtimes: unknown {unknown}; choose from {', '.join(bench.RUNTIME_NAMES)}")
     dev = resolve_device(device)
     with err.status("benchmarking"):
-        if weights is not None and weights.suffix.lower() == ".onnx":
-            from yoloswap.deploy.runtimes import OnnxRuntime
-
-            runtime = OnnxRuntime(weights, dev)
+        if weights is not None and is_exported(weights):
+            runtime = load_runtime(weights, dev)
             size = runtime.size_for(img_size)
             report = {"backbone": runtime.backbone, "params_m": None, "gflops": None, "notes": [],
                       "timings": [bench.bench_runtime(runtime, size, batch, warmup, iters).to_dict()]}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -74,9 +75,10 @@ def val(
 
 def predict(
     weights: Annotated[Path, Opt("--weights", "-w", rich_help_panel=H.MODEL,
-                                 help="A yoloswap checkpoint, or an exported .onnx / .torchscript file.")],
-    source: Annotated[Path, Opt("--source", "-s", rich_help_panel=H.DATA,
-                                help="An image or a folder of images (jpg, png, bmp, webp).")],
+                                 help="A yoloswap checkpoint, or an exported .onnx / .torchscript / OpenVINO .xml file.")],
+    source: Annotated[str, Opt("--source", "-s", rich_help_panel=H.DATA,
+                               help="An image, a folder, a glob ('imgs/*.jpg'), a .txt list of images, a video "
+                                    "(mp4, avi, mov, mkv), a webcam index (0) or a stream URL (rtsp://, http://).")],
     out_dir: Annotated[Optional[Path], Opt("--out", rich_help_panel=H.OUTPUT,
                                            help="Output folder (default runs/predict/expN).")] = None,
     img_size: Annotated[Optional[int], Opt("--img-size", rich_help_panel=H.DATA, help="Inference size in "
@@ -84,34 +86,62 @@ def predict(
     conf: Annotated[float, Opt(rich_help_panel=H.DETECTION, min=0.0, max=1.0,
                                help="Score threshold, 0-1: boxes below it are dropped.")] = 0.25,
     iou: Annotated[float, Opt(min=0.0, max=1.0, rich_help_panel=H.DETECTION, help="NMS IoU threshold, 0-1.")] = 0.45,
+    max_det: Annotated[int, Opt("--max-det", min=1, rich_help_panel=H.DETECTION,
+                                help="Most detections kept per picture.")] = 300,
+    classes: Annotated[Optional[str], Opt("--classes", rich_help_panel=H.DETECTION,
+                                          help="Keep only these classes: names or indices, comma-separated.")] = None,
+    save_txt: Annotated[bool, H.flag("--save-txt", rich_help_panel=H.OUTPUT,
+                                     help="Write YOLO label files (labels/STEM.txt, 'cls cx cy w h').")] = False,
+    save_conf: Annotated[bool, H.flag("--save-conf", rich_help_panel=H.OUTPUT,
+                                      help="With --save-txt: add the confidence as a sixth column.")] = False,
+    save_crop: Annotated[bool, H.flag("--save-crop", rich_help_panel=H.OUTPUT,
+                                      help="Save each detection as an image under crops/CLASS/.")] = False,
+    no_save: Annotated[bool, H.flag("--no-save", rich_help_panel=H.OUTPUT,
+                                    help="Do not write annotated images or video (JSON and labels still).")] = False,
+    hide_labels: Annotated[bool, H.flag("--hide-labels", rich_help_panel=H.OUTPUT,
+                                        help="Draw boxes without class names.")] = False,
+    hide_conf: Annotated[bool, H.flag("--hide-conf", rich_help_panel=H.OUTPUT,
+                                      help="Draw class names without scores.")] = False,
+    batch_size: Annotated[int, Opt("--batch-size", min=1, rich_help_panel=H.HARDWARE,
+                                   help="Pictures per forward pass (a live source runs one at a time).")] = 8,
+    workers: Annotated[int, Opt(min=0, rich_help_panel=H.HARDWARE,
+                                help="DataLoader processes decoding image files (0: in this process).")] = 2,
     device: Annotated[str, Opt(rich_help_panel=H.HARDWARE,
                                help="auto (CUDA when present), cpu, cuda or cuda:N.")] = "auto",
 ) -> None:
-    """Detect objects in images; writes images with boxes and predictions.json."""
-    from rich.progress import Progress
+    """Detect objects in images, videos, webcams or streams; writes annotated pictures and the predictions."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from yoloswap.cli.console import err, out
-    from yoloswap.reports.plots import draw_detections
-    from yoloswap.deploy.predict import detections_json, iter_sources, predict_images, write_predictions
+    from yoloswap.deploy.outputs import OutputOptions, PredictionWriter
+    from yoloswap.deploy.predict import PredictSettings, Speed, parse_classes, predict_source
     from yoloswap.deploy.runtimes import load_runtime
+    from yoloswap.deploy.sources import open_source
     from yoloswap.device import resolve_device
+    from yoloswap.reports.plots import draw_detections
     from yoloswap.run_folders import new_run_dir
 
-    model = load_runtime(weights, resolve_device(device))  # a .pt checkpoint or an exported .onnx
-    names = model.names
-    files = iter_sources(source)
+    model = load_runtime(weights, resolve_device(device))  # a .pt checkpoint or an exported file
+    found = open_source(source)
+    settings = PredictSettings(model.size_for(img_size), conf, iou, max_det, parse_classes(classes, model.names),
+                               batch_size, workers)
     folder = out_dir or new_run_dir(Path("runs/predict"))
-    folder.mkdir(parents=True, exist_ok=True)
-    size = model.size_for(img_size)
-    records = []
-    with Progress(console=err) as progress:
-        task = progress.add_task("predicting", total=len(files))
-        for path, image, dets in predict_images(model, files, size, resolve_device(device), conf, iou):
-            draw_detections(image, dets, names, out_path=folder / f"{path.stem}.jpg")
-            records.append(detections_json(path, dets, names))
-            progress.advance(task)
-    json_path = write_predictions(folder, records)
-    total = sum(len(r["detections"]) for r in records)
-    out.print(f"{total} detections in {len(records)} images at {size} px → {folder} ({json_path.name})")
-
-
+    options = OutputOptions(not no_save, save_txt, save_conf, save_crop, hide_labels, hide_conf)
+    writer = PredictionWriter(folder, model.names, found, options, draw_detections)
+    speed = Speed()
+    total = len(found.files) if not found.is_capture else found.frame_count
+    columns = (TextColumn(f"[bold]{found.kind}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[fps]}"),
+               TimeElapsedColumn())
+    try:
+        with Progress(*columns, console=err, refresh_per_second=4) as progress:
+            task = progress.add_task("predict", total=total, fps="")
+            start = time.perf_counter()
+            for frame, dets in predict_source(model, found, settings, speed):
+                writer.add(frame, dets)
+                progress.update(task, advance=1, fps=f"{writer.frames / (time.perf_counter() - start):.1f} fps")
+    finally:  # Ctrl-C or a dropped stream: what was written stays, the video is closed properly
+        writer.close()
+        err.print(speed.line())
+    what = "images" if not found.is_capture else "frames"
+    out.print(f"{writer.detections} detections in {writer.frames} {what} at {settings.img_size} px → {folder} "
+              f"({writer.predictions_path.name})")

@@ -22,7 +22,7 @@ DEFAULT_ITERS = 30
 
 @dataclass(frozen=True)
 class Timing:
-    runtime: str  # pytorch | onnxruntime
+    runtime: str  # pytorch | onnxruntime | openvino
     device: str  # cpu | cuda (ONNX Runtime: the provider it actually used)
     img_size: int
     batch: int
@@ -79,17 +79,23 @@ def bench_runtime(runtime, img_size: int, batch: int, warmup: int = DEFAULT_WARM
     return summarise(runtime.kind, device, img_size, batch, times)
 
 
-def bench_onnx(model: torch.nn.Module, names: list[str], backbone: str, img_size: int, batch: int,
-               device: torch.device, warmup: int = DEFAULT_WARMUP, iters: int = DEFAULT_ITERS) -> Timing:
-    """Export ``model`` to ONNX (static shape, fp32) in a temporary folder and time it in ONNX Runtime."""
-    from yoloswap.deploy.export import ExportSpec, export_model
-    from yoloswap.deploy.runtimes import OnnxRuntime
+def bench_exported(fmt: str, model: torch.nn.Module, names: list[str], backbone: str, img_size: int, batch: int,
+                   device: torch.device, warmup: int = DEFAULT_WARMUP, iters: int = DEFAULT_ITERS) -> Timing:
+    """Export ``model`` as ``fmt`` (onnx | openvino; static shape, fp32) in a temporary folder and time the file
+    in its runtime, exactly as ``yoloswap export`` writes it."""
+    from yoloswap.deploy.export import FORMATS, ExportSpec, export_model
+    from yoloswap.deploy.runtimes import load_runtime
 
     with tempfile.TemporaryDirectory() as folder:
-        path = export_model(model, names, backbone, "onnx", ExportSpec(img_size=img_size, batch=batch),
-                            Path(folder) / "model.onnx", device="cpu")
-        runtime = OnnxRuntime(path, device)
+        path = export_model(model, names, backbone, fmt, ExportSpec(img_size=img_size, batch=batch),
+                            Path(folder) / f"model{FORMATS[fmt][0]}", device="cpu")
+        runtime = load_runtime(path, device)
         return bench_runtime(runtime, img_size, batch, warmup, iters)
+
+
+def bench_onnx(model: torch.nn.Module, names: list[str], backbone: str, img_size: int, batch: int,
+               device: torch.device, warmup: int = DEFAULT_WARMUP, iters: int = DEFAULT_ITERS) -> Timing:
+    return bench_exported("onnx", model, names, backbone, img_size, batch, device, warmup, iters)
 
 
 def model_size(model: torch.nn.Module, img_size: int) -> dict:
@@ -107,21 +113,34 @@ def onnx_available() -> bool:
     return all(importlib.util.find_spec(n) is not None for n in ("onnx", "onnxruntime"))
 
 
+def openvino_available() -> bool:
+    from yoloswap.deploy.openvino import openvino_available as available
+
+    return available()
+
+
+# runtime name -> (the export format it runs, is its extra installed, what to install)
+EXPORTED = {
+    "onnxruntime": ("onnx", onnx_available, 'pip install "yoloswap[export]"'),
+    "openvino": ("openvino", openvino_available, 'pip install "yoloswap[openvino]"'),
+}
+RUNTIME_NAMES = ("pytorch", *EXPORTED)
+
+
 def benchmark_detector(model: torch.nn.Module, names: list[str], backbone: str, img_size: int, batch: int,
                        device: torch.device, runtimes: tuple[str, ...] = ("pytorch", "onnxruntime"),
                        warmup: int = DEFAULT_WARMUP, iters: int = DEFAULT_ITERS) -> dict:
-    """Size and one Timing per runtime; ONNX Runtime is skipped (with a note) when the export extras are missing."""
+    """Size and one Timing per runtime; an exported runtime whose extra is missing is skipped with a note."""
     report = {"backbone": backbone, **model_size(model.to(device), img_size), "timings": [], "notes": []}
     for runtime in runtimes:
         if runtime == "pytorch":
             report["timings"].append(bench_pytorch(model, img_size, batch, device, warmup, iters).to_dict())
-        elif runtime == "onnxruntime":
-            if not onnx_available():
-                from yoloswap.deploy.export import EXPORT_EXTRA_HINT
-
-                report["notes"].append(f"onnxruntime skipped: {EXPORT_EXTRA_HINT}")
-                continue
-            report["timings"].append(
-                bench_onnx(model.cpu(), names, backbone, img_size, batch, device, warmup, iters).to_dict())
-            model.to(device)
+            continue
+        fmt, available, hint = EXPORTED[runtime]
+        if not available():
+            report["notes"].append(f"{runtime} skipped: {hint}")
+            continue
+        report["timings"].append(
+            bench_exported(fmt, model.cpu(), names, backbone, img_size, batch, device, warmup, iters).to_dict())
+        model.to(device)
     return report

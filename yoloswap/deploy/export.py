@@ -1,4 +1,4 @@
-"""Export a detector to a deployable file: ONNX or TorchScript, with its metadata inside.
+"""Export a detector to a deployable file: ONNX, TorchScript or OpenVINO IR, with its metadata inside.
 
 The exported graph is the head-independent contract (``Detector.infer``) behind a thin wrapper:
 
@@ -7,7 +7,7 @@ The exported graph is the head-independent contract (``Detector.infer``) behind 
 so a deployment feeds raw pixels exactly like ``predict`` does (the backbone's mean/std are folded into the
 model). With ``nms=True`` the graph also runs per-class NMS and returns (B, max_det, 6) rows
 [x1, y1, x2, y2, score, cls], zero-padded. The file carries class names, strides, input size, head and yoloswap
-version (ONNX ``metadata_props``, TorchScript ``_extra_files['yoloswap.json']``), so runtimes need nothing else.
+version (ONNX ``metadata_props``, TorchScript ``_extra_files['yoloswap.json']``, OpenVINO ``rt_info``), so runtimes need nothing else.
 
 Formats sit in one table (``FORMATS``): adding one is a function and a line.
 """
@@ -129,6 +129,16 @@ def require_onnx() -> None:
         raise MissingExtraError(missing, "export")
 
 
+def require_format(fmt: str) -> None:
+    """The one-line "install X" error for a format whose extra is missing."""
+    if fmt == "onnx":
+        require_onnx()
+    elif fmt == "openvino":
+        from yoloswap.deploy.openvino import require_openvino
+
+        require_openvino()
+
+
 def _importable(name: str) -> bool:
     import importlib.util
 
@@ -174,9 +184,23 @@ def export_torchscript(wrapper: ExportWrapper, example: torch.Tensor, path: Path
     return path
 
 
+def export_openvino(wrapper: ExportWrapper, example: torch.Tensor, path: Path, meta: dict) -> Path:
+    """The IR converted from this ONNX graph in a temporary folder (one exporter for both files)."""
+    import tempfile
+
+    from yoloswap.deploy.openvino import onnx_to_ir  # imported on use: the extra is optional
+
+    if wrapper.spec.half:
+        raise UsageError("--half is not supported with --format openvino (export fp32; OpenVINO picks CPU precision)")
+    with tempfile.TemporaryDirectory() as folder:
+        onnx_path = export_onnx(wrapper, example, Path(folder) / "model.onnx", meta)
+        return onnx_to_ir(onnx_path, Path(path).with_suffix(".xml"), meta)
+
+
 FORMATS: dict[str, tuple[str, Callable[[ExportWrapper, torch.Tensor, Path, dict], Path]]] = {
     "onnx": (".onnx", export_onnx),
     "torchscript": (".torchscript", export_torchscript),
+    "openvino": (".xml", export_openvino),  # the IR: .xml graph + .bin weights
 }
 
 
@@ -189,8 +213,7 @@ def export_model(model: nn.Module, names: list[str], backbone: str, fmt: str, sp
     device = torch.device(device)
     if spec.half and device.type == "cpu":
         raise UsageError("--half needs a CUDA device (--device cuda): CPU kernels lack half-precision convolutions")
-    if fmt == "onnx":
-        require_onnx()
+    require_format(fmt)
     model = model.eval().to(device)
     if spec.half:
         model = model.half()
@@ -204,6 +227,10 @@ def export_model(model: nn.Module, names: list[str], backbone: str, fmt: str, sp
 def read_metadata(path: Path) -> dict:
     """The metadata an exported file carries (ONNX or TorchScript)."""
     path = Path(path)
+    if path.suffix == ".xml" or path.is_dir():
+        from yoloswap.deploy.openvino import load_ir
+
+        return load_ir(path).metadata
     if path.suffix == ".onnx":
         require_onnx()
         import onnx
@@ -222,33 +249,48 @@ def read_metadata(path: Path) -> dict:
     return json.loads(text)
 
 
-def check_onnx_parity(model: nn.Module, path: Path, spec: ExportSpec, seed: int = 0) -> dict:
-    """Run the exported file in ONNX Runtime on random 0-255 images and compare with PyTorch's ``infer``.
+def _run_exported(path: Path):
+    """A function 0-255 float32 (B, 3, H, W) -> the file's raw output, for the parity check (ONNX or OpenVINO)."""
+    if Path(path).suffix == ".xml":
+        from yoloswap.deploy.openvino import load_ir
 
-    Raises ``CheckpointError`` when a difference exceeds the stated tolerance.
+        compiled = load_ir(path).compiled
+        return lambda x: compiled(x)[0]
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return lambda x: session.run(None, {"images": x})[0]
+
+
+def check_parity(model: nn.Module, path: Path, spec: ExportSpec, seed: int = 0) -> dict:
+    """Run the exported file (ONNX Runtime for .onnx, OpenVINO for .xml) on random 0-255 images and compare with
+    PyTorch's ``infer``. Raises ``CheckpointError`` when a difference exceeds the stated tolerance.
     """
     import numpy as np
-    import onnxruntime as ort
 
     from yoloswap.errors import CheckpointError
 
+    runtime = "OpenVINO" if Path(path).suffix == ".xml" else "ONNX Runtime"
     generator = torch.Generator().manual_seed(seed)
     x = torch.rand(spec.batch, 3, spec.img_size, spec.img_size, generator=generator) * 255
     device = next(model.parameters()).device
     with torch.no_grad():
         ref = ExportWrapper(model, spec).eval()(x.to(device)).float().cpu().numpy()
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    got = session.run(None, {"images": x.numpy()})[0].astype(np.float32)
+    got = np.asarray(_run_exported(path)(x.numpy())).astype(np.float32)
     if got.shape != ref.shape:
-        raise CheckpointError(f"{path}: ONNX output shape {got.shape} differs from PyTorch's {ref.shape}")
+        raise CheckpointError(f"{path}: {runtime} output shape {got.shape} differs from PyTorch's {ref.shape}")
     score_cols = slice(4, 5) if spec.nms else slice(4, None)
     report = {
+        "runtime": runtime,
         "max_abs_boxes": float(np.abs(got[..., :4] - ref[..., :4]).max(initial=0.0)),
         "max_abs_scores": float(np.abs(got[..., score_cols] - ref[..., score_cols]).max(initial=0.0)),
         "atol_boxes": PARITY_ATOL_BOXES,
         "atol_scores": PARITY_ATOL_SCORES,
     }
     if report["max_abs_boxes"] > PARITY_ATOL_BOXES or report["max_abs_scores"] > PARITY_ATOL_SCORES:
-        raise CheckpointError(f"{path}: ONNX Runtime differs from PyTorch beyond tolerance (boxes "
+        raise CheckpointError(f"{path}: {runtime} differs from PyTorch beyond tolerance (boxes "
                               f"{report['max_abs_boxes']:.3g} px, scores {report['max_abs_scores']:.3g})")
     return report
+
+
+check_onnx_parity = check_parity  # the name callers used before OpenVINO

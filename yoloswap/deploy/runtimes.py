@@ -7,7 +7,7 @@ A runtime has ``names`` (class names), ``img_size`` (the size it was trained / e
 
 the same contract as ``Detector.infer``, plus ``predict`` (NMS on top). ``eval()``/``to()`` make a runtime a
 drop-in for a Detector where inference code expects a module. The table ``RUNTIMES`` maps a file suffix to its
-loader; adding one (TensorRT, OpenVINO) is a class and a line.
+loader; adding one (TensorRT, ...) is a class and a line.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ class Runtime(Protocol):
     names: list[str]
     img_size: int
     backbone: str
-    kind: str  # "pytorch", "onnxruntime", "torchscript"
+    kind: str  # "pytorch", "onnxruntime", "torchscript", "openvino"
     trained_on: str | None  # the data YAML the model was trained on (None: the built-in set)
 
     def infer(self, images01: torch.Tensor) -> torch.Tensor: ...
@@ -141,18 +141,26 @@ class OnnxRuntime(_RuntimeBase):
 
     def infer(self, images01: torch.Tensor) -> torch.Tensor:
         x = (images01.detach().float().cpu() * 255).numpy().astype(np.float16 if self.half else np.float32)
-        if self.fixed_hw is not None and tuple(x.shape[2:]) != self.fixed_hw:
-            raise UsageError(f"{self.path} takes {self.fixed_hw[0]}x{self.fixed_hw[1]} images (exported without "
-                             f"--dynamic); got {x.shape[2]}x{x.shape[3]}: use --img-size {self.fixed_hw[0]}")
-        step = self.fixed_batch or len(x)
-        outputs = []
-        for start in range(0, len(x), step):
-            chunk = x[start:start + step]
-            n = len(chunk)
-            if n < step:  # pad the last chunk of a fixed-batch file
-                chunk = np.concatenate((chunk, np.zeros((step - n, *chunk.shape[1:]), chunk.dtype)))
-            outputs.append(self.session.run(None, {"images": chunk})[0][:n])
-        return torch.from_numpy(np.concatenate(outputs).astype(np.float32))
+        return run_in_chunks(x, lambda chunk: self.session.run(None, {"images": chunk})[0], self.fixed_batch,
+                             self.fixed_hw, self.path)
+
+
+def run_in_chunks(x: np.ndarray, run: Callable[[np.ndarray], np.ndarray], fixed_batch: int | None,
+                  fixed_hw: tuple[int, int] | None, path: Path) -> torch.Tensor:
+    """Feed a file exported with a fixed batch in chunks of that batch (the last one padded), so any number of
+    images works; a fixed input size must match the images given."""
+    if fixed_hw is not None and tuple(x.shape[2:]) != tuple(fixed_hw):
+        raise UsageError(f"{path} takes {fixed_hw[0]}x{fixed_hw[1]} images (exported without "
+                         f"--dynamic); got {x.shape[2]}x{x.shape[3]}: use --img-size {fixed_hw[0]}")
+    step = fixed_batch or len(x)
+    outputs = []
+    for start in range(0, len(x), step):
+        chunk = x[start:start + step]
+        n = len(chunk)
+        if n < step:  # pad the last chunk of a fixed-batch file
+            chunk = np.concatenate((chunk, np.zeros((step - n, *chunk.shape[1:]), chunk.dtype)))
+        outputs.append(run(chunk)[:n])
+    return torch.from_numpy(np.concatenate(outputs).astype(np.float32))
 
 
 class TorchScriptRuntime(_RuntimeBase):
@@ -186,22 +194,57 @@ class TorchScriptRuntime(_RuntimeBase):
         return self.module((images01.to(self.device) * 255).to(self.dtype)).float().cpu()
 
 
+class OpenVinoRuntime(_RuntimeBase):
+    """An exported OpenVINO IR (``.xml`` + ``.bin``, or the folder holding them) on OpenVINO's CPU plugin."""
+
+    kind = "openvino"
+
+    def __init__(self, path: Path, device: torch.device | str = "cpu") -> None:
+        from yoloswap.deploy.openvino import load_ir  # imported on use: the extra is optional
+
+        self.ir = load_ir(Path(path))
+        self.path, meta = self.ir.path, self.ir.metadata
+        if meta.get("nms"):
+            raise UsageError(f"{path} was exported with --nms; predict and val need it exported without --nms")
+        self.names, self.img_size = list(meta["names"]), int(meta["img_size"])
+        self.backbone = str(meta.get("backbone", self.path.stem))
+        self.trained_on = meta.get("data")
+
+    def infer(self, images01: torch.Tensor) -> torch.Tensor:
+        x = (images01.detach().float().cpu() * 255).numpy()
+        return run_in_chunks(x, lambda chunk: self.ir.compiled(chunk)[0], self.ir.fixed_batch, self.ir.fixed_hw,
+                             self.path)
+
+
 RUNTIMES: dict[str, Callable[[Path, torch.device | str], Runtime]] = {
     ".pt": TorchRuntime,
     ".onnx": OnnxRuntime,
     ".torchscript": TorchScriptRuntime,
+    ".xml": OpenVinoRuntime,  # an OpenVINO IR (its .bin beside it), or a folder holding one
 }
 
 
 def load_runtime(path: Path | str, device: torch.device | str = "cpu") -> Runtime:
     """The runtime for a weights file, chosen by its suffix."""
-    path = Path(path)
+    path = _exported_in_folder(Path(path))
     if not path.is_file():
         raise CheckpointError(f"{path}: no such file")
     loader = RUNTIMES.get(path.suffix.lower(), TorchRuntime)  # best.pt, last.pt or any torch.save file
     return loader(path, device)
 
 
+def _exported_in_folder(path: Path) -> Path:
+    """A folder holding one exported file (``best_openvino_model/``) stands for that file."""
+    if not path.is_dir():
+        return path
+    found = [p for p in sorted(path.iterdir()) if p.suffix.lower() in RUNTIMES]
+    if len(found) != 1:
+        raise CheckpointError(f"{path}: a folder, expected one exported file ({', '.join(RUNTIMES)}) in it, "
+                              f"found {len(found)}")
+    return found[0]
+
+
 def is_exported(path: Path | str) -> bool:
     """True for files a non-PyTorch runtime runs (predict/val route these through :func:`load_runtime`)."""
-    return Path(path).suffix.lower() in RUNTIMES and Path(path).suffix.lower() != ".pt"
+    path = Path(path)
+    return path.is_dir() or (path.suffix.lower() in RUNTIMES and path.suffix.lower() != ".pt")

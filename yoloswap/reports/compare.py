@@ -52,6 +52,7 @@ class CompareRow:
     map_std: float | None = None  # standard deviation of mAP@.5:.95 over the seeds (None: one run)
     label: str = ""  # how the report names the row: the backbone, or its run folder when backbones repeat
     ties: str = ""  # labels of the rows whose mAP is within the noise of this one ("" : none)
+    openvino_ms: float | None = None  # OpenVINO median (None without yoloswap[openvino])
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -153,8 +154,8 @@ def row_from_run(run: Path, device: torch.device, warmup: int = 3, iters: int = 
     options = ckpt["config"]["options"]
     size = inference_size(preset, int(options["img_size"]), img_size, path)
     metrics = _accuracy(ckpt, Path(run))
-    report = bench.benchmark_detector(model, names, preset.name, size, 1, device, ("pytorch", "onnxruntime"),
-                                      warmup, iters)
+    runtimes = ("pytorch", "onnxruntime", *(("openvino",) if bench.openvino_available() else ()))
+    report = bench.benchmark_detector(model, names, preset.name, size, 1, device, runtimes, warmup, iters)
     by_runtime = {t["runtime"]: t for t in report["timings"]}
     torch_t = by_runtime["pytorch"]
     return CompareRow(
@@ -163,6 +164,7 @@ def row_from_run(run: Path, device: torch.device, warmup: int = 3, iters: int = 
         onnx_ms=by_runtime["onnxruntime"]["median_ms"] if "onnxruntime" in by_runtime else None,
         params_m=report["params_m"], gflops=report["gflops"], img_size=size, device=device.type,
         epochs=epochs_trained(Path(run), ckpt), run=str(run),
+        openvino_ms=by_runtime["openvino"]["median_ms"] if "openvino" in by_runtime else None,
     )
 
 
@@ -303,6 +305,8 @@ def markdown_table(rows: Sequence[CompareRow], title: str = "") -> str:
     header = ["", "backbone", "mAP@.5:.95" + (" (mean ± std)" if seeded else ""), "mAP@.5", "latency ms (median)",
               "p90 ms"]
     header += ["ONNX Runtime ms"] if onnx else []
+    openvino = any(r.openvino_ms is not None for r in rows)
+    header += ["OpenVINO ms"] if openvino else []
     header += ["params (M)", "GFLOPs", "epochs"] + (["seeds", "not distinguishable from"] if seeded else [])
     lines += ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] * len(header)) + "|"]
     for r in sort_by_map(rows):
@@ -310,6 +314,7 @@ def markdown_table(rows: Sequence[CompareRow], title: str = "") -> str:
         cells = ["★" if r.pareto else "", f"`{r.label}`", mean, f"{r.map50:.4f}", f"{r.latency_ms:.2f}",
                  f"{r.latency_p90_ms:.2f}"]
         cells += [f"{r.onnx_ms:.2f}" if r.onnx_ms is not None else "-"] if onnx else []
+        cells += [f"{r.openvino_ms:.2f}" if r.openvino_ms is not None else "-"] if openvino else []
         cells += [f"{r.params_m:.2f}", f"{r.gflops:.2f}", str(r.epochs)]
         cells += [str(r.seeds), r.ties or "-"] if seeded else []
         lines.append("| " + " | ".join(cells) + " |")
