@@ -64,7 +64,7 @@ def test_a_runs_config_yaml_replays_the_same_resolved_options(finished_run, reso
     # the run's config records what `auto` resolved to (here the preset's SGD, as --lr alone keeps it): the
     # replay trains with that, and with every other option exactly as the original command gave it
     assert recorded["optimizer"] == "sgd"
-    assert replayed == dataclasses.replace(original, optimizer="sgd")
+    assert replayed == dataclasses.replace(original, optimizer="sgd", bn=recorded["bn"])  # bn: resolved by the recipe rule too
 
 
 @pytest.mark.slow
