@@ -73,7 +73,7 @@ def test_flags_typed_on_the_command_line_override_the_file(finished_run, resolve
     changed = resolved("--config", str(run / "config.yaml"), "--epochs", "4", "--ema", "--fliplr", "0",
                        "--out", str(tmp_path / "again"))
     assert (changed.epochs, changed.ema, changed.augment.fliplr) == (4, True, 0.0)
-    assert changed == dataclasses.replace(original, epochs=4, ema=True, optimizer="sgd",
+    assert changed == dataclasses.replace(original, epochs=4, ema=True, optimizer="sgd", bn="train",
                                           augment=dataclasses.replace(original.augment, fliplr=0.0))
 
 

@@ -120,7 +120,11 @@ class PlainProgress(TrainProgress):
             self._done, self._stats = done, dict(stats)
 
     def end_epoch(self) -> None:
+        """Stop the timer, then one last line with the epoch's final losses (a short epoch may end between
+        ticks, and a log should still show how each epoch ended)."""
         self._end()
+        if self._stats:
+            self.console.print(self._train_line(), markup=False, highlight=False, soft_wrap=True)
 
     def start_val(self, batches: int) -> None:
         self._val_done, self._val_batches, self._t0 = 0, batches, time.perf_counter()
