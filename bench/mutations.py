@@ -139,10 +139,10 @@ MUTATIONS: tuple[Mutation, ...] = (
       "acc.add(_eval_image(sample), to_original(det, meta))", "acc.add(_eval_image(sample), det)",
       "evaluate scores letterboxed boxes against original-image labels", LETTERBOX),
     m("predict-skips-unletterbox", "yoloswap/deploy/predict.py",
-      "yield path, image, to_original(det.cpu(), meta)", "yield path, image, det.cpu()",
+      "dets = [to_original(d, m) for d, m in zip(", "dets = [d for d, m in zip(",
       "predict returns letterboxed boxes", LETTERBOX),
     m("predict-pad-axes-swapped", "yoloswap/deploy/predict.py",
-      '"pad": pad, "orig_size": image.shape[:2]', '"pad": pad[::-1], "orig_size": image.shape[:2]',
+      '"ratio": ratio, "pad": pad, "orig_size": image.shape[:2]}', '"ratio": ratio, "pad": pad[::-1], "orig_size": image.shape[:2]}',
       "predict undoes the padding on the wrong axes", LETTERBOX),
     # --- AMP
     m("amp-fp16-where-bf16", "yoloswap/train/precision.py",
