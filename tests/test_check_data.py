@@ -13,7 +13,7 @@ from PIL import Image
 from tests.test_voc import voc0712
 from yoloswap.data.check import check_data, label_arrays
 from yoloswap.data.formats import load_data_config
-from yoloswap.reports.plots import plot_labels
+from yoloswap.reports.charts import plot_labels
 
 
 def label_studio(root: Path) -> Path:

@@ -9,7 +9,7 @@ from PIL import Image
 
 from yoloswap.evaluation.coco import CocoAccumulator, EvalImage
 from yoloswap.evaluation.metrics import confusion_matrix
-from yoloswap.reports.plots import save_evaluation_plots
+from yoloswap.reports.charts import save_evaluation_plots
 
 NAMES = ["cat", "dog"]
 

@@ -26,7 +26,7 @@ def check_data(
     from yoloswap.data.check import check_data as summarise
     from yoloswap.data.check import label_arrays
     from yoloswap.data.formats import DataWarning, load_data_config
-    from yoloswap.reports.plots import plot_labels
+    from yoloswap.reports.charts import plot_labels
 
     with warnings.catch_warnings():  # notes and what was left out are in the report, not a second time as warnings
         warnings.simplefilter("ignore", DataWarning)

@@ -55,7 +55,7 @@ def val(
         result.save_json(save_json)
         err.print(f"COCO results written to {save_json}")
     if plots is not None:
-        from yoloswap.reports.plots import save_evaluation_plots
+        from yoloswap.reports.charts import save_evaluation_plots
 
         matrix = result.confusion(confusion_conf, confusion_iou)
         written = save_evaluation_plots(result.details, matrix, plots, confusion_conf, confusion_iou)

@@ -32,7 +32,7 @@ from yoloswap.train.rundir import check_run_dir, claim_run_dir
 from yoloswap.train.messages import epochs_text, log_plan, log_setup, log_time_left, summary
 from yoloswap.train.setup import build_run
 from yoloswap.data.check import label_arrays
-from yoloswap.reports.plots import plot_labels
+from yoloswap.reports.charts import plot_labels
 from yoloswap.train.state import DEFAULT_LOSS_NAMES, Run, fitness, resumed_options, save_run, write_config
 from yoloswap.config.options import MIN_LEARNING_EPOCHS, TrainOptions
 
@@ -192,7 +192,7 @@ def _save_evaluation_plots(run: Run, result, log) -> None:
     """confusion_matrix.png / .csv, PR_curve.png and F1_curve.png of the final validation into the run folder."""
     try:
         from yoloswap.evaluation.metrics import CONFUSION_CONF, CONFUSION_IOU, confusion_matrix
-        from yoloswap.reports.plots import save_evaluation_plots
+        from yoloswap.reports.charts import save_evaluation_plots
 
         acc = result.accumulator
         matrix = confusion_matrix(acc.gt_dict(), acc.results(), CONFUSION_CONF, CONFUSION_IOU)
