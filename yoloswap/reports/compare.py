@@ -115,8 +115,12 @@ def mark_ties(rows: Sequence[CompareRow]) -> list[CompareRow]:
 
 def aggregate_seeds(rows: Sequence[CompareRow]) -> CompareRow:
     """One row from the runs of one backbone over several seeds: mean and standard deviation (n − 1) of mAP,
-    mean mAP@.5, median latency; size and epochs from the first."""
+    mean mAP@.5, median latency (PyTorch and each exported runtime); size and epochs from the first."""
     import statistics
+
+    def median_of(values):
+        values = [v for v in values if v is not None]
+        return statistics.median(values) if values else None
 
     maps = [r.map for r in rows]
     first = rows[0]
@@ -124,7 +128,8 @@ def aggregate_seeds(rows: Sequence[CompareRow]) -> CompareRow:
         first, map=round(statistics.fmean(maps), 4), map50=round(statistics.fmean(r.map50 for r in rows), 4),
         map_std=round(statistics.stdev(maps), 4) if len(maps) > 1 else 0.0, seeds=len(rows),
         latency_ms=statistics.median(r.latency_ms for r in rows),
-        latency_p90_ms=statistics.median(r.latency_p90_ms for r in rows))
+        latency_p90_ms=statistics.median(r.latency_p90_ms for r in rows),
+        onnx_ms=median_of(r.onnx_ms for r in rows), openvino_ms=median_of(r.openvino_ms for r in rows))
 
 
 def sort_by_map(rows: Sequence[CompareRow]) -> list[CompareRow]:
