@@ -130,10 +130,10 @@ def save(body: nn.Module, how: str, out: Path) -> Path:
     return path
 
 
-def detect(spec: str, weights: str, out: Path, minutes: float, img_size: int, extra: list[str]) -> dict:
+def detect(spec: str, weights: str, out: Path, budget: list[str], img_size: int, extra: list[str]) -> dict:
     """One `yoloswap train` run on the built-in set; mAP@.5:.95 per epoch from its metrics.csv."""
-    cmd = [sys.executable, "-m", "yoloswap", "train", "--backbone", spec, "--weights", weights, "--time",
-           str(minutes), "--img-size", str(img_size), "--out", str(out), "--exist-ok", *extra]
+    cmd = [sys.executable, "-m", "yoloswap", "train", "--backbone", spec, "--weights", weights, *budget,
+           "--img-size", str(img_size), "--out", str(out), "--exist-ok", *extra]
     env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]))
     done = subprocess.run(cmd, env=env, capture_output=True, text=True)
     if done.returncode:
@@ -155,6 +155,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--pretrain-s", type=float, default=60.0)
     ap.add_argument("--detect-min", type=float, default=1.5)
+    ap.add_argument("--detect-epochs", type=int, default=None,
+                    help="a budget of epochs instead of minutes: the same steps for every run, whatever else the "
+                         "machine is doing (so families can run side by side, one per core)")
     ap.add_argument("--img-size", type=int, default=128)
     ap.add_argument("--proxy-size", type=int, default=64)
     ap.add_argument("--threshold", type=float, default=0.01, help="mAP@.5:.95 an epoch must reach to 'pass'")
@@ -164,20 +167,20 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path("/tmp/yoloswap-transfer"))
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
+    budget = ["--epochs", str(args.detect_epochs)] if args.detect_epochs else ["--time", str(args.detect_min)]
     results = []
     for spec in args.families.split(","):
         body, acc, steps = pretrain(spec, args.pretrain_s, args.proxy_size, seed=0)
         path = save(body, FAMILIES[spec], args.out)
         name = spec.split(":")[1]
-        runs = {"scratch": detect(spec, "none", args.out / f"{name}-scratch", args.detect_min, args.img_size, []),
-                "pretrained": detect(spec, str(path), args.out / f"{name}-pre", args.detect_min, args.img_size, [])}
+        runs = {"scratch": detect(spec, "none", args.out / f"{name}-scratch", budget, args.img_size, []),
+                "pretrained": detect(spec, str(path), args.out / f"{name}-pre", budget, args.img_size, [])}
         for i, knob in enumerate(args.knob):
-            runs[knob] = detect(spec, str(path), args.out / f"{name}-knob{i}", args.detect_min, args.img_size,
-                                knob.split())
+            runs[knob] = detect(spec, str(path), args.out / f"{name}-knob{i}", budget, args.img_size, knob.split())
         results.append({"backbone": spec, "file": FAMILIES[spec], "proxy_acc": acc, "proxy_steps": steps,
                         "runs": runs})
         (args.out / "transfer.json").write_text(json.dumps(results, indent=1))
-    print(f"\npretrain {args.pretrain_s:g} s, detection {args.detect_min:g} min at {args.img_size} px, "
+    print(f"\npretrain {args.pretrain_s:g} s, detection {' '.join(budget)} at {args.img_size} px, "
           f"threshold mAP@.5:.95 {args.threshold:g}\n")
     print("| backbone | file | proxy acc (steps) | run | mAP@.5:.95 | best | × scratch | epochs | first ≥ thr |")
     print("|---|---|---|---|---|---|---|---|---|")

@@ -60,6 +60,9 @@ def test_the_final_map_of_training_is_what_val_of_best_pt_reports(cli, tmp_path,
     code, out, err = cli("val", "--weights", str(run / "weights" / "best.pt"), "--data", str(data), "--json")
     assert code == 0, err
     metrics = json.loads(out)
+    # Barely trained, but not zero: hundreds of low-score boxes whose ranking, and so this 4-decimal mAP, moves
+    # when the scoring arithmetic changes (bf16 scoring during training gave 0.0593 against val's 0.0600)
+    assert metrics["map"] > 0 and metrics["map50"] > 0, metrics
     for key, column in (("map50", "metrics/mAP50"), ("map", "metrics/mAP50-95")):
         assert round(metrics[key], 4) == round(float(best[column]), 4)
         assert metrics[key] == pytest.approx(float(best[column]), rel=1e-5, abs=1e-9)  # metrics.csv keeps 6 digits

@@ -115,7 +115,9 @@ def test_options_for_user_data_and_for_the_builtin_set_come_from_one_place():
     assert (user.epochs, user.img_size, user.time, user.nominal_batch) == (100, 640, None, 64)
     assert user.augment.hsv_h == 0.1 and user.augment.hsv_s == 0.7 and user.optimizer == "auto"
     builtin = TrainOptions.for_data(None, {})
-    assert {k: getattr(builtin, k) for k in BUILTIN_SET_DEFAULTS} == BUILTIN_SET_DEFAULTS
+    resolved = {k: getattr(builtin.augment if hasattr(builtin.augment, k) else builtin, k) for k in BUILTIN_SET_DEFAULTS}
+    assert resolved == BUILTIN_SET_DEFAULTS  # augmentation strengths among them land in AugmentConfig
+    assert TrainOptions.for_data(None, {"mosaic": 1.0, "img_size": 224}).augment.mosaic == 1.0  # the user's win
     assert builtin.time is None  # budgeted by epochs, not by the clock: the result does not depend on the machine
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
 
@@ -80,3 +82,14 @@ def test_an_existing_run_is_kept_unless_exist_ok(tmp_path):
 )
 def test_time_budget_fits_whole_epochs_at_the_pace_so_far(budget, spent, done_here, epoch, epochs, expected):
     assert fit_epochs_to_time(budget, spent, done_here, epoch, epochs) == expected
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_getaffinity"), reason="no CPU affinity on this platform")
+def test_workers_follow_the_cpus_the_process_is_pinned_to_not_the_machine(monkeypatch):
+    from yoloswap.config.options import default_workers
+
+    monkeypatch.setattr(os, "cpu_count", lambda: 16)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0})  # `taskset -c 0` on a 16-CPU machine
+    assert default_workers() == 1  # not 8 workers and the training loop sharing one core
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(4)))
+    assert default_workers() == 4 and default_workers(processes_per_machine=2) == 2

@@ -2,12 +2,24 @@
 
 from __future__ import annotations
 
+import os
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     import torch
 
 from yoloswap.errors import UsageError
+
+
+def usable_cpus() -> int:
+    """The CPUs this process may run on: its affinity mask (``taskset``, a container's cpuset), else the count.
+
+    ``os.cpu_count()`` counts the machine's CPUs even when the process is pinned to one of them; sizing DataLoader
+    workers by it puts two workers and the training loop on one core (and PyTorch warns about it).
+    """
+    if hasattr(os, "sched_getaffinity"):
+        return max(len(os.sched_getaffinity(0)), 1)
+    return os.cpu_count() or 1
 
 
 def resolve_device(device: str) -> "torch.device":

@@ -8,11 +8,11 @@ and the docs show for each option. Augmentation strengths live in one place too,
 from __future__ import annotations
 
 import dataclasses
-import os
 from dataclasses import dataclass, field
 from typing import Any
 
 from yoloswap.data.transforms import AugmentConfig
+from yoloswap.device import usable_cpus
 from yoloswap.errors import ConfigError, UsageError
 
 OPTIMIZERS = ("auto", "sgd", "adamw")
@@ -86,11 +86,10 @@ class TrainOptions:
         not given) over the defaults; ``augment.*`` keys (``hsv_h``, ``mosaic``…) go into :class:`AugmentConfig`.
 
         """
-        given = {k: v for k, v in given.items() if v is not None}
-        aug_names = {f.name for f in dataclasses.fields(AugmentConfig)}
-        augment = {k: given.pop(k) for k in list(given) if k in aug_names}
         values = {} if data else dict(BUILTIN_SET_DEFAULTS)
-        values.update(given)
+        values.update({k: v for k, v in given.items() if v is not None})
+        aug_names = {f.name for f in dataclasses.fields(AugmentConfig)}
+        augment = {k: values.pop(k) for k in list(values) if k in aug_names}
         return cls(data=data, augment=AugmentConfig(**augment), **values)
 
     def check(self) -> None:
@@ -131,16 +130,20 @@ class TrainOptions:
             raise bad("optimizer", f"must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer}")
 
 
-# The built-in set is small and 256 px: by default it trains for at most 8 minutes (epochs refitted to the
-# budget), so the README's command finishes on a 2-core CPU, and without gradient accumulation, because in such a
-# short run every optimizer step counts (measured: 5-minute yolov5n mAP@.5:.95 0.013 with a nominal batch of 64,
-# 0.031 with 16; bench/learning.py). A user's data set gets the field defaults above: YOLOv5's 640 px, 100 epochs,
-# nominal batch 64.
-# The built-in set is budgeted by learning, not by the clock: 16 epochs is where README's main job (ConvNeXt-T from
-# scratch, 224 px) has reached mAP@.5 0.3 (bench/RESULTS.md §7: 0.305-0.344 after 14-15), whatever the machine's
-# speed. A wall-clock budget let a slower or busy machine stop after 1 epoch with a detector that finds nothing;
-# now a slow machine takes longer, and the log says how long after the first epoch.
-BUILTIN_SET_DEFAULTS: dict[str, Any] = {"img_size": 224, "epochs": 16, "nominal_batch": 16}
+# The built-in set (320 training images of 256 px) has defaults of its own, so that README's main job, ConvNeXt-T
+# from scratch, detects (mAP@.5 >= 0.3) on a 2-core CPU and on one core within 15 minutes (bench/RESULTS.md §9):
+# - budgeted by epochs, not by the clock: a wall-clock budget let a slower or busy machine stop after 1 epoch with a
+#   detector that finds nothing; now a slow machine takes longer, and the log says how long after the first epoch;
+# - 160 px: half the arithmetic of 224 px per image (one core: about 45 s an epoch instead of 90 s);
+# - no mosaic: on so few steps (320 optimizer steps) mosaic's four-images-in-one is regularisation the run has no
+#   time to profit from; measured at 160 px on one core, epoch 10 reached mAP@.5 0.169 without it against 0.068
+#   with it, and 16 epochs with mosaic ended at 0.216;
+# - no stochastic depth (the preset's 0.4 is a fine-tuning regulariser of long runs, MMYOLO's);
+# - no gradient accumulation (nominal batch 16, not 64): in such a short run every optimizer step counts
+#   (measured: 5-minute yolov5n mAP@.5:.95 0.013 with a nominal batch of 64, 0.031 with 16; bench/learning.py).
+# A user's data set gets the field defaults above: YOLOv5's 640 px, 100 epochs, mosaic, nominal batch 64.
+BUILTIN_SET_DEFAULTS: dict[str, Any] = {"img_size": 160, "epochs": 16, "nominal_batch": 16, "mosaic": 0.0,
+                                        "drop_path_rate": 0.0}
 DETECTS_MAP50 = 0.3  # at the end of a run, mAP@.5 at or above this is reported as "detects"
 MIN_LEARNING_EPOCHS = 5  # a --time budget that leaves fewer epochs than this is warned about: too few to learn
 
@@ -220,4 +223,4 @@ def default_of(name: str) -> Any:
 
 def default_workers(processes_per_machine: int = 1) -> int:
     """DataLoader workers per process as Ultralytics picks them: up to 8, the machine's CPUs shared out."""
-    return max(min(8, (os.cpu_count() or 1) // max(processes_per_machine, 1)), 0)
+    return max(min(8, usable_cpus() // max(processes_per_machine, 1)), 0)

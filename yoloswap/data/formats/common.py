@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -12,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from yoloswap.data import images
+from yoloswap.device import usable_cpus
 from yoloswap.errors import DataError
 
 COORD_TOLERANCE = 1e-3  # normalised coordinates may overshoot [0, 1] by rounding, not by more
@@ -170,7 +170,7 @@ def probe_all(paths: Sequence[Path]) -> list[images.ImageInfo | str]:
 
     if len(paths) < 64:
         return [one(p) for p in paths]
-    with ThreadPoolExecutor(max_workers=min(8, 2 * (os.cpu_count() or 1))) as pool:
+    with ThreadPoolExecutor(max_workers=min(8, 2 * usable_cpus())) as pool:
         return list(pool.map(one, paths, chunksize=64))
 
 
