@@ -168,10 +168,18 @@ def export_onnx(wrapper: ExportWrapper, example: torch.Tensor, path: Path, meta:
                           dynamo=False)
     proto = onnx.load(str(path))
     onnx.checker.check_model(proto)
-    entry = proto.metadata_props.add()
-    entry.key, entry.value = METADATA_KEY, json.dumps(meta)
+    set_onnx_metadata(proto, meta)
     onnx.save(proto, str(path))
     return path
+
+
+def set_onnx_metadata(proto, meta: dict) -> None:
+    """Put ``meta`` (JSON) under ``metadata_props["yoloswap"]`` of an ONNX ModelProto, replacing any earlier one."""
+    kept = [(p.key, p.value) for p in proto.metadata_props if p.key != METADATA_KEY]
+    del proto.metadata_props[:]
+    for key, value in [*kept, (METADATA_KEY, json.dumps(meta))]:
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = key, value
 
 
 def export_torchscript(wrapper: ExportWrapper, example: torch.Tensor, path: Path, meta: dict) -> Path:

@@ -69,8 +69,10 @@ def data_yaml_for(trained_on: str | None, data: str | Path | None, weights: Path
 
 def validate_file(weights: Path, data: str | Path | None = None, split: str = "val", img_size: int | None = None,
                   batch_size: int = 16, device: str = "auto", workers: int = 2, conf: float = ops.EVAL_CONF,
-                  iou: float = ops.EVAL_IOU, status: Callable[[str], object] | None = None) -> Validation:
-    """Score ``weights`` on ``split`` of its data. ``status(text)`` returns a context manager shown while it runs."""
+                  iou: float = ops.EVAL_IOU, status: Callable[[str], object] | None = None,
+                  max_images: int | None = None) -> Validation:
+    """Score ``weights`` on ``split`` of its data (its first ``max_images`` images when given: quick checks such
+    as ``export --int8``'s). ``status(text)`` returns a context manager shown while it runs."""
     import contextlib
 
     from yoloswap.data.dataset import DetectionDataset, build_dataloader
@@ -90,7 +92,7 @@ def validate_file(weights: Path, data: str | Path | None = None, split: str = "v
     if list(cfg.names) != list(runtime.names):
         warning = f"{cfg.source} names its classes {list(cfg.names)}, the model was trained on {list(runtime.names)}"
     size = runtime.size_for(img_size)
-    ds = DetectionDataset(cfg.split(split).samples, size, augment=False)
+    ds = DetectionDataset(cfg.split(split).samples[:max_images], size, augment=False)
     loader = build_dataloader(ds, batch_size, False, workers, 0)
     shown = status(f"evaluating {weights} ({runtime.kind}) on {len(ds)} {split} images") if status else None
     with shown or contextlib.nullcontext():
