@@ -106,7 +106,6 @@ def run_yoloswap(args: argparse.Namespace, out: Path, data_yaml: Path | None) ->
         *(["--data", str(data_yaml)] if data_yaml is not None else []),
         *(["--head", args.head] if args.head else []),
         *(["--close-mosaic", "0"] if args.device == "cuda" else []),  # mosaic on throughout
-        "--mosaic", "1",  # Ultralytics' augmentation on both sides (the built-in set's own default is no mosaic)
         *shlex.split(args.yoloswap_args),
     ]  # fmt: skip
     env = dict(os.environ)

@@ -83,3 +83,14 @@ def test_the_builtin_set_is_budgeted_by_epochs_so_a_slower_machine_trains_as_muc
 
     builtin = TrainOptions.for_data(None, {})
     assert builtin.time is None and builtin.epochs == BUILTIN_SET_DEFAULTS["epochs"] >= 15
+
+
+def test_the_time_left_is_said_after_the_first_epoch_and_again_at_the_second_epochs_pace():
+    from yoloswap.train.messages import log_time_left
+
+    said: list[str] = []
+    log_time_left(said.append, 90.0, 15)
+    log_time_left(said.append, 52.0, 14, first=False)  # the first epoch paid start-up costs the others do not
+    assert said[0].startswith("the first epoch took 1 min 30 s; the 15 epochs left take about 22 min 30 s more")
+    assert said[1].startswith("the second epoch, without start-up costs, took 52 s; the 14 epochs left take about "
+                              "12 min 08 s more (done near ")

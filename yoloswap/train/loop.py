@@ -164,8 +164,10 @@ def _fit(run: Run, train_loader, val_loader, log, progress: Progress, callbacks:
             event = EpochEnd(run, epoch, epochs, row, improved, float(sum(losses)))
             for callback in callbacks:
                 callback(event)
-        if epoch == run.start_epoch and epochs > epoch + 1:
-            log_time_left(log, time.perf_counter() - budget_start, epochs - epoch - 1)
+        if epoch - run.start_epoch in (0, 1) and epochs > epoch + 1:
+            # the first epoch pays one-time costs (workers starting, kernels being chosen); the second is the pace
+            log_time_left(log, row["time/epoch_s"] if epoch > run.start_epoch else time.perf_counter() - budget_start,
+                          epochs - epoch - 1, first=epoch == run.start_epoch)
         epoch += 1
         if epoch < epochs and distributed.broadcast(dist, _out_of_patience(run, epoch - 1, log) if dist.main else False):
             break
