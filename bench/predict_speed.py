@@ -127,10 +127,11 @@ def main() -> None:
                          run_yoloswap(weights, source, args.img_size, args.batch, args.workers)))
             rows.append((f"yoloswap yolov5n+yolov8, batch 1, 0 workers", what,
                          run_yoloswap(weights, source, args.img_size, 1, 0)))
-            ultra = run_ultralytics(source, args.img_size, 1)
-            if ultra is not None:
-                torch.set_num_threads(args.threads)  # Ultralytics may change it on import
-                rows.append(("Ultralytics yolov5nu, batch 1", what, ultra))
+            for batch in (args.batch, 1):  # Ultralytics batches folders and videos too: same batch as yoloswap's
+                ultra = run_ultralytics(source, args.img_size, batch)
+                if ultra is not None:
+                    torch.set_num_threads(args.threads)  # Ultralytics may change it on import
+                    rows.append((f"Ultralytics yolov5nu, batch {batch}", what, ultra))
     print(f"load average at end: {os.getloadavg()[0]:.2f}", file=sys.stderr)
     print(f"\n{args.images} images / {args.frames} video frames, 640×480 source, {args.img_size} px, "
           f"{args.threads} torch threads, CPU\n")
