@@ -52,9 +52,11 @@ class CalibrationImages:
 
     def __init__(self, samples, img_size: int, batch: int = 1) -> None:
         from yoloswap.data.dataset import DetectionDataset
+        from yoloswap.data.transforms import PAD_VALUE
 
         self.dataset = DetectionDataset(list(samples), img_size, augment=False)
         self.batch = batch
+        self.pad = float(PAD_VALUE)  # the letterbox grey: a padded batch slot looks like an empty border
         self._next = 0
 
     def __len__(self) -> int:
@@ -67,7 +69,7 @@ class CalibrationImages:
         images = [self.dataset[i][0].float().numpy() for i in range(self._next, stop)]
         self._next = stop
         while len(images) < self.batch:
-            images.append(np.full_like(images[0], 114.0))
+            images.append(np.full_like(images[0], self.pad))
         return {"images": np.stack(images).astype(np.float32)}
 
 
