@@ -1,4 +1,4 @@
-"""Training-step speed on the CPU in fp32 and in bf16 autocast: the figures behind ``train/precision.py``.
+"""Training-step speed on the CPU in fp32 and in bf16 autocast: the figures behind ``training/precision.py``.
 
 One forward and backward of the assembled detector (channels_last, as the trainer runs it) on a random batch, per
 backbone and precision; the best of ``--steps`` timed steps after one warm-up step. bf16 can pay only where the CPU
@@ -22,7 +22,7 @@ import torch  # noqa: E402
 
 from yoloswap.assembly import build_detector  # noqa: E402
 from yoloswap.backbones.resolve import resolve_backbone  # noqa: E402
-from yoloswap.train.precision import cpu_has_native_bf16, cpu_model  # noqa: E402
+from yoloswap.training.precision import cpu_has_native_bf16, cpu_model  # noqa: E402
 
 DEFAULT = ["yolov5n:256", "resnet50:224", "convnext-tiny:224", "mobilenetv3-small:224", "efficientnet-b1:224"]
 

@@ -82,10 +82,10 @@ def model_only(name: str, args: argparse.Namespace, device) -> dict:
 
     from model_speed import random_targets  # bench/model_speed.py
     from yoloswap.backbones.freeze import apply_freezing
-    from yoloswap.train.ema import ModelEMA
-    from yoloswap.train.optim import build_optimizer
-    from yoloswap.train.precision import amp_dtype_for
-    from yoloswap.train.precision import autocast_for
+    from yoloswap.training.ema import ModelEMA
+    from yoloswap.training.optim import build_optimizer
+    from yoloswap.training.precision import amp_dtype_for
+    from yoloswap.training.precision import autocast_for
     from yoloswap.assembly import build_detector
     from yoloswap.backbones.resolve import resolve_backbone
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from yoloswap.data.formats import Sample
-from yoloswap.train.autoanchor import MIN_BPR, best_possible_recall, check_anchors, evolve_anchors, training_box_sizes
+from yoloswap.training.autoanchor import MIN_BPR, best_possible_recall, check_anchors, evolve_anchors, training_box_sizes
 from yoloswap.assembly import DetectorPlan
 from yoloswap.models.head import COCO_ANCHORS, YOLOv5Head
 from yoloswap.models.yolov8_head import YOLOv8Head

@@ -92,7 +92,7 @@ def test_train_writes_labels_png_and_a_failing_plot_only_warns(cli, tmp_path: Pa
     def broken(*args, **kwargs):
         raise RuntimeError("no fonts today")
 
-    monkeypatch.setattr("yoloswap.train.loop.plot_labels", broken)
+    monkeypatch.setattr("yoloswap.training.loop.plot_labels", broken)
     code, _, err = cli("train", *TINY, "--data", str(data), "--out", str(tmp_path / "run2"))
     assert code == 0, err
     assert "labels.png not written (RuntimeError: no fonts today)" in " ".join(err.split())

@@ -120,7 +120,7 @@ def test_accuracy_falls_back_to_the_best_epoch_of_metrics_csv(tmp_path):
 
 
 def test_a_misspelled_backbone_is_refused_before_anything_trains(cli, tmp_path, monkeypatch):
-    import yoloswap.train.loop as trainer
+    import yoloswap.training.loop as trainer
 
     trained = []
     monkeypatch.setattr(trainer, "train", lambda options, **kw: trained.append(options.backbone))

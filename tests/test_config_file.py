@@ -19,7 +19,7 @@ TINY = ["--backbone", "yolov5n", "--epochs", "1", "--img-size", "64", "--batch-s
 @pytest.fixture
 def resolved(monkeypatch):
     """Run `yoloswap train ARGS` up to the trainer and return the TrainOptions it would train with."""
-    import yoloswap.train.loop as trainer
+    import yoloswap.training.loop as trainer
 
     def run(*args: str) -> TrainOptions:
         seen = {}
@@ -34,7 +34,7 @@ def resolved(monkeypatch):
 @pytest.fixture(scope="module")
 def finished_run(tmp_path_factory):
     """A real one-epoch run with some non-default options, and the options it trained with."""
-    import yoloswap.train.loop as trainer
+    import yoloswap.training.loop as trainer
 
     root = tmp_path_factory.mktemp("configrun")
     data = ultralytics_set(root / "data", names_as_dict=False)

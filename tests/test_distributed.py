@@ -18,7 +18,7 @@ import pytest
 import torch
 
 from tests.make_data import ultralytics_set
-from yoloswap.train import distributed, runlock
+from yoloswap.training import distributed, runlock
 from yoloswap.errors import TrainingError, UsageError
 
 TINY = ["--backbone", "yolov5n", "--img-size", "64", "--batch-size", "4", "--workers", "0", "--device", "cpu"]
@@ -31,7 +31,7 @@ def _free_port() -> int:
 
 
 def _hold_in_subprocess(run: Path) -> subprocess.Popen:
-    code = ("import sys, time; from pathlib import Path; from yoloswap.train import runlock; "
+    code = ("import sys, time; from pathlib import Path; from yoloswap.training import runlock; "
             "runlock.hold(Path(sys.argv[1])); print('held', flush=True); time.sleep(120)")
     proc = subprocess.Popen([sys.executable, "-c", code, str(run)], stdout=subprocess.PIPE, text=True)
     assert proc.stdout.readline().strip() == "held"
@@ -94,7 +94,7 @@ def _coverage_worker(rank: int, world: int, port: int, data: str, out: str, repo
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), LOCAL_RANK=str(rank),
                       WORLD_SIZE=str(world), OMP_NUM_THREADS="1")
     torch.set_num_threads(1)
-    import yoloswap.train.loop as trainer
+    import yoloswap.training.loop as trainer
     from yoloswap.data.dataset import DetectionDataset
     from yoloswap.config.options import TrainOptions
 
@@ -205,8 +205,8 @@ def test_torchrun_killed_with_kill_9_stops_its_workers_and_resumes_at_the_right_
 
 
 def test_resume_drops_metrics_rows_written_after_the_last_checkpoint(tmp_path):
-    from yoloswap.train.hooks import append_metrics, trim_metrics
-    from yoloswap.train.loop import METRIC_COLUMNS
+    from yoloswap.training.hooks import append_metrics, trim_metrics
+    from yoloswap.training.loop import METRIC_COLUMNS
 
     path = tmp_path / "metrics.csv"
     for epoch in (1, 2, 3):

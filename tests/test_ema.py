@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from yoloswap.train.ema import ModelEMA
+from yoloswap.training.ema import ModelEMA
 
 
 def constant_model(value: float) -> nn.Sequential:

@@ -51,7 +51,7 @@ def test_the_final_map_of_training_is_what_val_of_best_pt_reports(cli, tmp_path,
     (data).write_text((data).read_text().replace("val: val.txt", "val: images/train"))  # scored on what it learns
     run = tmp_path / "run"
     # training steps in bf16 autocast (as on a CPU where it measures faster); evaluation is fp32 both times
-    monkeypatch.setattr("yoloswap.train.setup.cpu_precision", lambda *args, **kwargs: torch.bfloat16)
+    monkeypatch.setattr("yoloswap.training.setup.cpu_precision", lambda *args, **kwargs: torch.bfloat16)
     code, _, err = cli("train", *TINY, "--img-size", "64", "--epochs", "3", "--mosaic", "0", "--lr", "0.01", "--amp",
                        "--data", str(data), "--out", str(run))
     assert code == 0, err
@@ -70,7 +70,7 @@ def test_the_final_map_of_training_is_what_val_of_best_pt_reports(cli, tmp_path,
 
 def test_the_end_of_a_run_says_plainly_whether_the_detector_detects():
     from yoloswap.config.options import DETECTS_MAP50
-    from yoloswap.train.messages import verdict
+    from yoloswap.training.messages import verdict
 
     assert verdict(DETECTS_MAP50 + 0.01).startswith("the detector detects")
     low = verdict(0.05)
@@ -86,7 +86,7 @@ def test_the_builtin_set_is_budgeted_by_epochs_so_a_slower_machine_trains_as_muc
 
 
 def test_the_time_left_is_said_after_the_first_epoch_and_again_at_the_second_epochs_pace():
-    from yoloswap.train.messages import log_time_left
+    from yoloswap.training.messages import log_time_left
 
     said: list[str] = []
     log_time_left(said.append, 90.0, 15)

@@ -9,7 +9,7 @@ from torch import nn
 
 from yoloswap.backbones.sources import build_backbone
 from yoloswap.backbones.freeze import apply_freezing
-from yoloswap.train.optim import build_optimizer
+from yoloswap.training.optim import build_optimizer
 from yoloswap.errors import ConfigError
 from yoloswap.config.presets import preset_names
 from yoloswap.backbones.resolve import resolve_backbone

@@ -94,7 +94,7 @@ def test_a_head_that_implements_only_the_interface_trains_end_to_end(cli, tmp_pa
 
 
 def test_yolov8_head_trains_resumes_validates_and_predicts(cli, tmp_path, monkeypatch):
-    import yoloswap.train.loop as trainer
+    import yoloswap.training.loop as trainer
 
     data = ultralytics_set(tmp_path / "data", names_as_dict=False)
     run = tmp_path / "run"

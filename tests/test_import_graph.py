@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parent.parent / "yoloswap"
-ABOVE_ASSEMBLY = ("yoloswap.train", "yoloswap.evaluation", "yoloswap.deploy", "yoloswap.reports", "yoloswap.cli")
+ABOVE_ASSEMBLY = ("yoloswap.training", "yoloswap.evaluation", "yoloswap.deploy", "yoloswap.reports", "yoloswap.cli")
 DETECTOR_PARTS = ("yoloswap.models.detector", "yoloswap.models.neck", "yoloswap.models.head",
                   "yoloswap.models.yolov8_head")
 
@@ -29,11 +29,11 @@ FORBIDDEN = {
     "data": ("yoloswap.models", "yoloswap.backbones", "yoloswap.assembly", "yoloswap.config", *ABOVE_ASSEMBLY),
     "data/formats/common.py": ("yoloswap.data.formats",),  # the format modules import it, never the reverse
     "assembly.py": ABOVE_ASSEMBLY,
-    "deploy": ("yoloswap.train", "yoloswap.evaluation", "yoloswap.reports", "yoloswap.cli"),
-    "evaluation": ("yoloswap.train", "yoloswap.reports", "yoloswap.cli"),
-    "reports": ("yoloswap.train", "yoloswap.cli"),  # compare is handed the training function
-    "train": ("yoloswap.cli",),
-    "train/hooks.py": ("yoloswap.train.loop",),  # hooks read the run's state, never the loop
+    "deploy": ("yoloswap.training", "yoloswap.evaluation", "yoloswap.reports", "yoloswap.cli"),
+    "evaluation": ("yoloswap.training", "yoloswap.reports", "yoloswap.cli"),
+    "reports": ("yoloswap.training", "yoloswap.cli"),  # compare is handed the training function
+    "training": ("yoloswap.cli",),
+    "training/hooks.py": ("yoloswap.training.loop",),  # hooks read the run's state, never the loop
     "safeload.py": ("yoloswap.backbones", "yoloswap.config", "yoloswap.models", "yoloswap.checkpoint", *ABOVE_ASSEMBLY),
     "checkpoint.py": ("yoloswap.backbones", "yoloswap.config", "yoloswap.models", "yoloswap.assembly", *ABOVE_ASSEMBLY),
     "home.py": ("yoloswap.",),
@@ -50,7 +50,7 @@ def _imports(path: Path) -> list[str]:
             found += [a.name for a in node.names]
         elif isinstance(node, ast.ImportFrom) and node.module:
             found.append(node.module)
-            found += [f"{node.module}.{a.name}" for a in node.names]  # `from yoloswap.train import loop`
+            found += [f"{node.module}.{a.name}" for a in node.names]  # `from yoloswap.training import loop`
     return found
 
 

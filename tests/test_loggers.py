@@ -8,8 +8,8 @@ import io
 import pytest
 from rich.console import Console
 
-import yoloswap.train.loggers as loggers
-import yoloswap.train.loop as trainer
+import yoloswap.training.loggers as loggers
+import yoloswap.training.loop as trainer
 from tests.make_data import ultralytics_set
 from yoloswap.config.options import TrainOptions
 from yoloswap.errors import ConfigError, UsageError

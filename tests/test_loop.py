@@ -10,12 +10,12 @@ import pytest
 import torch
 
 from tests.make_data import ultralytics_set
-from yoloswap.train import loop as trainer
-from yoloswap.train import setup
-from yoloswap.train.ema import ModelEMA
-from yoloswap.train.optim import choose_optimizer, optimizer_steps, short_run_adamw_lr
+from yoloswap.training import loop as trainer
+from yoloswap.training import setup
+from yoloswap.training.ema import ModelEMA
+from yoloswap.training.optim import choose_optimizer, optimizer_steps, short_run_adamw_lr
 from yoloswap.config.options import BUILTIN_SET_DEFAULTS, HELP, TrainOptions
-from yoloswap.train.schedule import Schedule
+from yoloswap.training.schedule import Schedule
 from yoloswap.config.presets import OptimizerSpec
 
 SGD_PRESET = OptimizerSpec("sgd", 0.01, 0.937, 0.0005)

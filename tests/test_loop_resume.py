@@ -17,7 +17,7 @@ import pytest
 import torch
 from rich.console import Console
 
-import yoloswap.train.loop as trainer
+import yoloswap.training.loop as trainer
 from tests.make_data import ultralytics_set
 from yoloswap.data.transforms import AugmentConfig
 from yoloswap.checkpoint import load_checkpoint

@@ -14,7 +14,7 @@ import torch
 from rich.console import Console
 
 import yoloswap.data.transforms as transforms
-import yoloswap.train.loop as trainer
+import yoloswap.training.loop as trainer
 from tests.make_data import ultralytics_set
 from yoloswap.checkpoint import load_checkpoint
 from yoloswap.config.options import TrainOptions

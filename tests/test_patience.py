@@ -9,7 +9,7 @@ import pytest
 import yaml
 from rich.console import Console
 
-import yoloswap.train.loop as trainer
+import yoloswap.training.loop as trainer
 from tests.make_data import ultralytics_set
 from yoloswap.checkpoint import load_checkpoint
 from yoloswap.config.options import TrainOptions

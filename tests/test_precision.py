@@ -8,8 +8,8 @@ import torch
 import yaml
 
 from tests.make_data import ultralytics_set
-from yoloswap.train import precision
-from yoloswap.train.precision import cpu_precision, seconds_per_step
+from yoloswap.training import precision
+from yoloswap.training.precision import cpu_precision, seconds_per_step
 
 MODEL = {"model": {"source": "yoloswap", "name": "cspdarknet"}, "plan": {"neck": [16, 32, 64]}}
 

@@ -113,7 +113,7 @@ SGD_PRESETS = ["resnet50", "mocov3-resnet50", "efficientnet-b1", "mobilenetv3-sm
 def test_readme_sgd_recipe_lr_001_momentum_0937_nesterov(name):
     import torch
 
-    from yoloswap.train.optim import build_optimizer
+    from yoloswap.training.optim import build_optimizer
 
     opt = resolve_backbone(name).optimizer
     assert (opt.name, opt.lr, opt.momentum) == ("sgd", 0.01, 0.937)
@@ -126,7 +126,7 @@ def test_readme_sgd_recipe_lr_001_momentum_0937_nesterov(name):
 def test_readme_adamw_recipe_lr_0001_weight_decay_005(name):
     import torch
 
-    from yoloswap.train.optim import build_optimizer
+    from yoloswap.training.optim import build_optimizer
 
     opt = resolve_backbone(name).optimizer
     assert (opt.name, opt.lr, opt.weight_decay) == ("adamw", 0.001, 0.05)

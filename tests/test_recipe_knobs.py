@@ -13,7 +13,7 @@ from rich.console import Console
 from torch import nn
 from torchvision.ops.misc import FrozenBatchNorm2d
 
-import yoloswap.train.loop as trainer
+import yoloswap.training.loop as trainer
 from tests.make_data import ultralytics_set
 from yoloswap.backbones.freeze import apply_bn_mode, apply_freezing
 from yoloswap.backbones.resolve import resolve_backbone
@@ -21,8 +21,8 @@ from yoloswap.backbones.sources import build_backbone
 from yoloswap.config.options import TrainOptions
 from yoloswap.data.transforms import AugmentConfig
 from yoloswap.errors import UsageError
-from yoloswap.train.optim import build_optimizer
-from yoloswap.train.schedule import Schedule
+from yoloswap.training.optim import build_optimizer
+from yoloswap.training.schedule import Schedule
 
 LR = 0.01
 

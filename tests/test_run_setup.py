@@ -7,9 +7,9 @@ import os
 import pytest
 import torch
 
-from yoloswap.train import precision
-from yoloswap.train.precision import amp_dtype_for
-from yoloswap.train.loop import claim_run_dir, fit_epochs_to_time, new_run_dir
+from yoloswap.training import precision
+from yoloswap.training.precision import amp_dtype_for
+from yoloswap.training.loop import claim_run_dir, fit_epochs_to_time, new_run_dir
 from yoloswap.errors import TrainingError
 
 CUDA = torch.device("cuda")
@@ -36,7 +36,7 @@ def test_no_amp_when_switched_off(monkeypatch):
 
 
 def test_bf16_autocast_on_the_cpu_runs_convolutions_in_bf16():
-    from yoloswap.train.precision import autocast_for
+    from yoloswap.training.precision import autocast_for
 
     conv = torch.nn.Conv2d(3, 4, 3)
     with autocast_for(torch.device("cpu"), torch.bfloat16):

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from yoloswap.train.schedule import Schedule
-from yoloswap.train.loop import fit_epochs_to_time
+from yoloswap.training.schedule import Schedule
+from yoloswap.training.loop import fit_epochs_to_time
 
 
 def _optimizer():

@@ -67,7 +67,7 @@ def test_an_existing_run_is_not_overwritten(cli, tmp_path):
 
 
 def test_interrupted_run_resumes_at_the_right_epoch_with_its_optimizer_state(cli, tmp_path, monkeypatch):
-    import yoloswap.train.loop as trainer
+    import yoloswap.training.loop as trainer
 
     data = ultralytics_set(tmp_path / "data", names_as_dict=False)
     run = tmp_path / "run"

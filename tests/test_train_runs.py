@@ -22,7 +22,7 @@ def test_a_start_that_fails_leaves_no_run_folder(cli, tmp_path):
 
 
 def test_sigterm_stops_at_a_safe_point_keeps_last_pt_and_says_how_to_resume(cli, tmp_path, monkeypatch):
-    import yoloswap.train.loop as trainer
+    import yoloswap.training.loop as trainer
 
     data = ultralytics_set(tmp_path / "data", names_as_dict=False)
     run = tmp_path / "run"

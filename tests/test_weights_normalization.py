@@ -18,7 +18,7 @@ from yoloswap.backbones.normalization import weights_normalization
 from yoloswap.backbones.resolve import resolve_backbone
 from yoloswap.backbones.sources import build_backbone
 from yoloswap.config.presets import IMAGENET_MEAN
-from yoloswap.train.setup import _normalized_for_weights
+from yoloswap.training.setup import _normalized_for_weights
 
 HALF = (0.5, 0.5, 0.5)
 
@@ -58,7 +58,7 @@ def test_a_weights_files_metadata_sets_the_normalisation_of_the_run_its_config_a
     save_file({k: v.contiguous() for k, v in body.state_dict().items()}, weights,
               metadata={"mean": json.dumps(HALF), "std": json.dumps([0.25, 0.25, 0.25])})
     data = ultralytics_set(tmp_path / "data", names_as_dict=False, n_train=2, n_val=1)
-    import yoloswap.train.loop as trainer
+    import yoloswap.training.loop as trainer
     from yoloswap.assembly import detector_from_checkpoint
     from yoloswap.checkpoint import load_checkpoint
     from yoloswap.config.options import TrainOptions

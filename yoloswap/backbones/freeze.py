@@ -66,7 +66,7 @@ def apply_bn_mode(backbone: FeatureBackbone, mode: str) -> None:
       the run's checkpoints load into ``val``, ``predict`` and ``export`` unchanged.
     - ``eval``: statistics fixed, affine parameters trained (mmdet's ``norm_eval``).
     - ``train``: statistics and affine parameters trained.
-    - ``sync``: as ``train``; under torchrun on CUDA every BatchNorm becomes SyncBatchNorm (train/distributed.py
+    - ``sync``: as ``train``; under torchrun on CUDA every BatchNorm becomes SyncBatchNorm (training/distributed.py
       does that for any trainable BatchNorm).
     """
     if mode not in BN_MODES:

@@ -36,7 +36,7 @@ def compare(
     from yoloswap.cli.console import out as stdout
     from yoloswap.reports.compare import compare_backbones, row_from_run, write_report
     from yoloswap.run_folders import new_run_dir
-    from yoloswap.train.loop import train as run_training
+    from yoloswap.training.loop import train as run_training
     from yoloswap.errors import UsageError
     from yoloswap.device import resolve_device
 

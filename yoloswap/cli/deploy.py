@@ -35,7 +35,7 @@ def export(
     """Export a trained detector: the file takes 0-255 RGB (B, 3, H, W) and carries names, strides and size.
     With --int8 --data DATA.yaml, also an int8 ONNX file calibrated on its images, scored against fp32."""
     from yoloswap.cli.console import err, out
-    from yoloswap.deploy.export import DEFAULT_OPSET, FORMATS, ExportSpec, export_model, require_format
+    from yoloswap.deploy.export import DEFAULT_OPSET, FORMATS, export_model, export_spec, require_format
     from yoloswap.deploy.runtimes import TorchRuntime
     from yoloswap.errors import UsageError
     from yoloswap.device import resolve_device
@@ -45,8 +45,8 @@ def export(
     _check_int8_usage(int8, fmt, data, calib_images, half, nms, opset or DEFAULT_OPSET)
     require_format(fmt)
     source = TorchRuntime(weights, "cpu")
-    spec = ExportSpec(img_size=source.size_for(img_size), batch=batch, dynamic=dynamic, half=half,
-                      opset=opset or DEFAULT_OPSET, nms=nms, conf=conf, iou=iou, max_det=max_det)
+    spec = export_spec(source.size_for(img_size), batch=batch, dynamic=dynamic, half=half, opset=opset, nms=nms,
+                       conf=conf, iou=iou, max_det=max_det)
     path = out_path or weights.with_suffix(FORMATS[fmt][0])
     with err.status(f"exporting {weights} to {fmt}"):
         export_model(source.model, source.names, source.backbone, fmt, spec, path, resolve_device(device),

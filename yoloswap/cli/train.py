@@ -80,31 +80,26 @@ def train(
                       "flags override it.")] = None,
 ) -> None:
     """Train a YOLOv5 detector on BACKBONE (the built-in data set unless --data is given)."""
+    from yoloswap import api
     from yoloswap.cli.console import err
-    from yoloswap.cli.progress import make_progress
-    from yoloswap.config.options import TrainOptions
-    from yoloswap.train.signals import StopRequested
-    from yoloswap.train.loop import train as run_training
-    from yoloswap.assembly import check_head, parse_neck_width
+    from yoloswap.training.signals import StopRequested
 
-    # Options not given stay None here, and TrainOptions supplies the defaults (config/options.py, their one home).
+    # Options not given stay None here, and TrainOptions supplies the defaults (config/options.py, their one home);
+    # the API checks the names and values, so the CLI and Python share one path.
     given = dict(
-        backbone=backbone, epochs=epochs, time=time_budget, img_size=img_size, batch_size=batch_size,
+        epochs=epochs, time=time_budget, img_size=img_size, batch_size=batch_size,
         nominal_batch=nominal_batch, device=device, workers=workers, seed=seed, weights=weights,
-        neck_width=parse_neck_width(neck_width), optimizer=optimizer, lr=lr, weight_decay=weight_decay, lrf=lrf,
+        neck_width=neck_width, optimizer=optimizer, lr=lr, weight_decay=weight_decay, lrf=lrf,
         cos_lr=cos_lr, warmup_epochs=warmup_epochs, backbone_lr_mult=backbone_lr_mult, frozen_stages=frozen_stages,
         norm_eval=norm_eval, drop_path_rate=drop_path_rate, close_mosaic=close_mosaic, val_interval=val_interval, patience=patience, logger=logger,
         mlflow_uri=mlflow_uri,
         ema=ema, amp=amp, compile=compile_model, min_weights_fraction=min_weights_fraction,
         mosaic=mosaic, degrees=degrees, translate=translate, scale=scale, shear=shear, fliplr=fliplr,
-        hsv_h=hsv_h, hsv_s=hsv_s, hsv_v=hsv_v,
-        head=check_head(head) if head is not None else None, autoanchor=autoanchor,
+        hsv_h=hsv_h, hsv_s=hsv_s, hsv_v=hsv_v, head=head, autoanchor=autoanchor,
         layer_decay=layer_decay, freeze_backbone_epochs=freeze_backbone_epochs, bn=bn,
     )
-    options = TrainOptions.for_data(data, given)
-    try:
-        run_training(options, out=out, exist_ok=exist_ok, resume=resume, console=err, progress=make_progress(err),
-                     extend_to=epochs if resume is not None else None)  # --resume RUN --epochs N extends RUN
+    try:  # --resume RUN --epochs N extends RUN
+        api.train(backbone, data, out=out, resume=resume, exist_ok=exist_ok, console=err, **given)
     except StopRequested as exc:  # SIGTERM: stopped at a safe point, the trainer said how to resume
         raise typer.Exit(exc.exit_code) from None
 

@@ -34,7 +34,7 @@ class TrainOptions:
     weights: str | None = None  # None: the preset's weights
     neck_width: Any = None  # None: the preset's; float or [c3, c4, c5]
     head: str | None = None  # None: the preset's (yolov5); yolov5 or yolov8
-    optimizer: str = "auto"  # auto: train/optim.py's choose_optimizer; resolved before the run is recorded
+    optimizer: str = "auto"  # auto: training/optim.py's choose_optimizer; resolved before the run is recorded
     lr: float | None = None  # None: the chosen optimizer's recipe
     weight_decay: float | None = None
     lrf: float = 0.01
@@ -48,13 +48,13 @@ class TrainOptions:
     autoanchor: bool = True  # check (and if needed evolve) the yolov5 head's anchors on the training boxes
     val_interval: int = 1
     patience: int = 100  # stop after this many epochs without a better fitness; 0 = never
-    logger: str = ""  # comma-separated experiment loggers (train/loggers.py LOGGERS); CSV is always written
+    logger: str = ""  # comma-separated experiment loggers (training/loggers.py LOGGERS); CSV is always written
     mlflow_uri: str | None = None  # None: a local mlruns/ file store
     ema: bool = True
     amp: bool = True
     compile: bool = False
     min_weights_fraction: float | None = None
-    # Fine-tuning recipe (README, "Fine-tuning recipe"); resolved by train/setup.py's resolve_recipe and recorded.
+    # Fine-tuning recipe (README, "Fine-tuning recipe"); resolved by training/setup.py's resolve_recipe and recorded.
     layer_decay: float = 1.0  # 1: no layer-wise decay
     freeze_backbone_epochs: int = 0
     bn: str | None = None  # None: the recipe rule (weights loaded: the preset's norm_eval; from scratch: train)
@@ -219,6 +219,13 @@ def default_of(name: str) -> Any:
             if f.name == name:
                 return f.default if f.default is not dataclasses.MISSING else f.default_factory()
     raise KeyError(name)
+
+
+def option_names() -> set[str]:
+    """Every training option's Python name: the fields of :class:`TrainOptions` (but ``data`` and the nested
+    ``augment``, given separately) and of :class:`AugmentConfig` (given flat, as on the command line)."""
+    names = {f.name for f in dataclasses.fields(TrainOptions)} - {"data", "augment"}
+    return names | {f.name for f in dataclasses.fields(AugmentConfig)}
 
 
 def default_workers(processes_per_machine: int = 1) -> int:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -60,6 +61,18 @@ class ExportSpec:
                              "so the batch must be fixed (export with --batch N)")
         if self.max_det < 1:
             raise UsageError(f"--max-det must be at least 1, got {self.max_det}")
+
+
+def export_spec(img_size: int, **given) -> ExportSpec:
+    """An :class:`ExportSpec` from options by name (``None`` = not given: the default), checked at once; an
+    unknown name is a one-line usage error. The command line and the Python API both build it here."""
+    fields = {f.name for f in dataclasses.fields(ExportSpec)}
+    unknown = sorted(set(given) - fields)
+    if unknown:
+        raise UsageError(f"unknown export option(s) {unknown}: choose from {sorted(fields - {'img_size'})}")
+    spec = ExportSpec(img_size=img_size, **{k: v for k, v in given.items() if v is not None})
+    spec.check()
+    return spec
 
 
 class ExportWrapper(nn.Module):

@@ -222,7 +222,7 @@ def compare_backbones(backbones: Sequence[str], base_options, out: Path, device:
                       console=None, seeds: int = 1) -> list[CompareRow]:
     """Train each backbone with ``base_options`` (a TrainOptions; only ``backbone`` changes), measure, return rows.
 
-    ``train`` is the training entry point (``yoloswap.train.loop.train``), passed in so that reports never import
+    ``train`` is the training entry point (``yoloswap.training.loop.train``), passed in so that reports never import
     the training package. Resumable: a backbone whose ``row.json`` exists is read back, one with
     ``weights/last.pt`` resumes. ``seeds > 1``: each backbone trains with seeds ``base_options.seed`` onwards and
     its row is :func:`aggregate_seeds` of those runs.

@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 
 from yoloswap.config.options import BUILTIN_SET_DEFAULTS, DETECTS_MAP50, MIN_LEARNING_EPOCHS
-from yoloswap.train.state import Run
+from yoloswap.training.state import Run
 
 
 def epochs_text(n: int) -> str:

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from yoloswap.train.state import Run, save_run
+from yoloswap.training.state import Run, save_run
 
 
 class Progress:

@@ -1,7 +1,7 @@
 """Experiment loggers (TensorBoard, MLflow) behind one small interface, run as epoch hooks on rank 0.
 
 A logger is made once per run (``make(run, resumed)``), is called with every finished epoch (an
-:class:`~yoloswap.train.hooks.EpochEnd`) and is closed once after training (``close(run)``: final artefacts).
+:class:`~yoloswap.training.hooks.EpochEnd`) and is closed once after training (``close(run)``: final artefacts).
 metrics.csv is always written by the hooks; these are the optional extras (``yoloswap[tensorboard]``,
 ``yoloswap[mlflow]``). Adding one is a class here and a line in :data:`LOGGERS`.
 
@@ -17,8 +17,8 @@ from collections.abc import Callable
 
 
 from yoloswap.errors import ConfigError, UsageError
-from yoloswap.train.hooks import EpochEnd
-from yoloswap.train.state import Run, run_config
+from yoloswap.training.hooks import EpochEnd
+from yoloswap.training.state import Run, run_config
 
 MLFLOW_RUN_ID_FILE = "mlflow_run_id.txt"  # in the run folder: --resume continues the same MLflow run
 MLFLOW_EXPERIMENT = "yoloswap"

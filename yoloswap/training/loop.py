@@ -1,8 +1,8 @@
 """The training loop: data → augment → loss → optimizer/EMA/AMP → evaluate → checkpoint, one epoch at a time.
 
-Read top to bottom: ``train`` gets a :class:`~yoloswap.train.state.Run` from ``setup.build_run`` (model, data,
+Read top to bottom: ``train`` gets a :class:`~yoloswap.training.state.Run` from ``setup.build_run`` (model, data,
 optimizer, schedule), then loops ``train_one_epoch`` / ``evaluate`` and hands each finished epoch to the hooks (CSV
-row, checkpoint, log line, plot: train/hooks.py). Saving, restoring and resuming live in train/state.py. Every
+row, checkpoint, log line, plot: training/hooks.py). Saving, restoring and resuming live in training/state.py. Every
 checkpoint is self-describing and written atomically, so a run killed at any moment resumes from its last
 completed epoch.
 
@@ -22,18 +22,18 @@ import torch
 from yoloswap.device import resolve_device
 from yoloswap.errors import TrainingError
 from yoloswap.evaluation.loop import evaluate
-from yoloswap.train.precision import autocast_for
+from yoloswap.training.precision import autocast_for
 from yoloswap.run_folders import new_run_dir
-from yoloswap.train import distributed, runlock, signals
-from yoloswap.train.ema import unwrap
-from yoloswap.train.loggers import close_loggers, logger_names, open_loggers
-from yoloswap.train.hooks import EpochCallback, EpochEnd, Progress, default_callbacks, metric_columns, trim_metrics
-from yoloswap.train.rundir import check_run_dir, claim_run_dir
-from yoloswap.train.messages import epochs_text, log_plan, log_setup, log_time_left, summary
-from yoloswap.train.setup import build_run
+from yoloswap.training import distributed, runlock, signals
+from yoloswap.training.ema import unwrap
+from yoloswap.training.loggers import close_loggers, logger_names, open_loggers
+from yoloswap.training.hooks import EpochCallback, EpochEnd, Progress, default_callbacks, metric_columns, trim_metrics
+from yoloswap.training.rundir import check_run_dir, claim_run_dir
+from yoloswap.training.messages import epochs_text, log_plan, log_setup, log_time_left, summary
+from yoloswap.training.setup import build_run
 from yoloswap.data.check import label_arrays
 from yoloswap.reports.charts import plot_labels
-from yoloswap.train.state import DEFAULT_LOSS_NAMES, Run, fitness, resumed_options, save_run, write_config
+from yoloswap.training.state import DEFAULT_LOSS_NAMES, Run, fitness, resumed_options, save_run, write_config
 from yoloswap.config.options import MIN_LEARNING_EPOCHS, TrainOptions
 
 METRIC_COLUMNS = metric_columns(DEFAULT_LOSS_NAMES)  # an old run's metrics.csv

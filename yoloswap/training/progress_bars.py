@@ -1,5 +1,5 @@
-"""The training progress the CLI shows: rich bars on a terminal, plain timed lines otherwise (the engine only
-reports; see train/hooks.py ``Progress``)."""
+"""The training progress shown to a person (CLI and Python API): rich bars on a terminal, plain timed lines otherwise (the engine only
+reports; see training/hooks.py ``Progress``)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import time
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from yoloswap.train.hooks import Progress as TrainProgress
+from yoloswap.training.hooks import Progress as TrainProgress
 
 
 class RichProgress(TrainProgress):

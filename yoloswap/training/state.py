@@ -17,10 +17,10 @@ from yoloswap.assembly import CHECKPOINT_FORMAT, is_detector_checkpoint
 from yoloswap.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from yoloswap.config.options import TrainOptions
 from yoloswap.errors import CheckpointError, TrainingError, UsageError
-from yoloswap.train import distributed
-from yoloswap.train.ema import ModelEMA, unwrap
-from yoloswap.train.precision import precision_name
-from yoloswap.train.schedule import Schedule
+from yoloswap.training import distributed
+from yoloswap.training.ema import ModelEMA, unwrap
+from yoloswap.training.precision import precision_name
+from yoloswap.training.schedule import Schedule
 
 DEFAULT_LOSS_NAMES = ("box", "obj", "cls")  # the yolov5 head's loss items (metrics.csv columns of old runs)
 

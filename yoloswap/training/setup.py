@@ -1,6 +1,6 @@
 """Set-up of a run, one function per part: data (splits, datasets, loaders), model (preset, probe, weights,
 anchors, freezing), precision (measured on the CPU), optimization (optimizer, schedule, accumulation). ``build_run``
-calls them in that order and returns the :class:`~yoloswap.train.state.Run` the loop trains.
+calls them in that order and returns the :class:`~yoloswap.training.state.Run` the loop trains.
 
 Everything is validated and built before the run folder exists, so a start that fails leaves nothing behind.
 """
@@ -24,11 +24,11 @@ from yoloswap.checkpoint import load_checkpoint
 from yoloswap.config.options import TrainOptions, default_workers
 from yoloswap.device import resolve_device
 from yoloswap.errors import CheckpointError, UsageError
-from yoloswap.train import distributed
-from yoloswap.train.ema import ModelEMA
-from yoloswap.train.precision import DTYPES, amp_dtype_for, cpu_precision, seconds_per_step
-from yoloswap.train.schedule import Schedule
-from yoloswap.train.state import Run, restore
+from yoloswap.training import distributed
+from yoloswap.training.ema import ModelEMA
+from yoloswap.training.precision import DTYPES, amp_dtype_for, cpu_precision, seconds_per_step
+from yoloswap.training.schedule import Schedule
+from yoloswap.training.state import Run, restore
 
 VAL_BATCH_MULT = 2  # validation needs no gradients: twice the training batch fits
 
@@ -148,7 +148,7 @@ def build_model(options: TrainOptions, data: Data, resume_ckpt: dict | None, dis
         if dist.main:
             distributed.barrier(dist)
         if options.autoanchor:  # deterministic (seeded), so every rank installs the same anchors
-            from yoloswap.train.autoanchor import check_anchors
+            from yoloswap.training.autoanchor import check_anchors
 
             plan = check_anchors(model.head, plan, data.train_samples, options.img_size, log, options.seed)
     apply_freezing(model.backbone, preset.frozen_stages, preset.norm_eval)
@@ -175,7 +175,7 @@ def build_optimization(options: TrainOptions, out: Path, preset, plan, model, da
                        amp_dtype, dist: distributed.Dist) -> Run:
     """``auto`` resolved to a concrete optimizer and lr (recorded in the options, so config.yaml, a resume and a
     replay all use the same); the nominal batch by accumulation, weight decay scaled to match; EMA, DDP, compile."""
-    from yoloswap.train.optim import build_optimizer
+    from yoloswap.training.optim import build_optimizer
 
     n_images = len(data.train_loader.dataset)
     choice = distributed.broadcast(dist, _choose_optimizer(options, preset, len(data.names), n_images, model,
@@ -241,7 +241,7 @@ def resolve_recipe(options: TrainOptions, preset, dist: distributed.Dist, log) -
 def _choose_optimizer(options: TrainOptions, preset, num_classes: int, images: int, model, batch: int,
                       device: torch.device, amp_dtype):
     """Resolve ``--optimizer auto`` from the run's length in optimizer steps (a ``--time`` run: estimated)."""
-    from yoloswap.train.optim import SHORT_RUN_STEPS, choose_optimizer, optimizer_steps
+    from yoloswap.training.optim import SHORT_RUN_STEPS, choose_optimizer, optimizer_steps
 
     steps = optimizer_steps(images, options.batch_size, options.nominal_batch, options.epochs)
     note = ""
