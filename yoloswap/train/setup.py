@@ -24,7 +24,7 @@ from yoloswap.checkpoint import load_checkpoint
 from yoloswap.config.options import TrainOptions, default_workers
 from yoloswap.device import resolve_device
 from yoloswap.errors import CheckpointError, UsageError
-from yoloswap.train import distributed
+from yoloswap.train import cpu_conv_guard, distributed
 from yoloswap.train.ema import ModelEMA
 from yoloswap.train.precision import DTYPES, amp_dtype_for, cpu_precision, seconds_per_step
 from yoloswap.train.schedule import Schedule
@@ -73,6 +73,10 @@ def build_run(options: TrainOptions, out: Path, log=print, resume_ckpt: dict | N
 
     apply_bn_mode(model.backbone, options.bn)
     model.to(device, memory_format=torch.channels_last)  # faster convolutions on both CPU and GPU
+    if device.type == "cpu":
+        guard_cpu = cpu_conv_guard.guard_cpu_convolutions(model)  # a few stem convolutions stay in NCHW
+        if guard_cpu:
+            log(cpu_conv_guard.describe(guard_cpu))
     amp_dtype = choose_precision(model, preset, plan, options, device, data.per_rank_batch, resume_ckpt, dist, log)
     run = build_optimization(options, out, preset, plan, model, data, device, amp_dtype, dist)
     run.weights_report = weights_report.to_dict() if weights_report is not None else None
