@@ -53,8 +53,9 @@ class Validation:
 
 
 def data_yaml_for(trained_on: str | None, data: str | Path | None, weights: Path) -> Path:
-    """The data YAML ``val`` scores: ``--data`` when given, else the one the model was trained on (recorded in
-    the checkpoint and in an exported file's metadata), else the built-in set."""
+    """The data ``val`` scores (a data YAML or a data set folder): ``--data`` when given, else the one the model
+    was trained on (recorded, as an absolute path, in the checkpoint and in an exported file's metadata), else the
+    built-in set."""
     from yoloswap.data.synthetic import builtin_data_yaml
 
     if data is not None:
@@ -62,7 +63,7 @@ def data_yaml_for(trained_on: str | None, data: str | Path | None, weights: Path
     if trained_on is None:
         return builtin_data_yaml()
     path = Path(trained_on).expanduser()
-    if not path.is_file():
+    if not path.exists():  # a YAML, or a folder in one of the layouts load_data_config reads
         raise DataError(f"{weights} was trained on {trained_on}, which is not found from here; pass --data")
     return path
 

@@ -67,6 +67,8 @@ def build_run(options: TrainOptions, out: Path, log=print, resume_ckpt: dict | N
         torch.backends.cudnn.benchmark = True  # fixed input size: let cuDNN pick its fastest kernels once
 
     data = build_data(options, dist, log)  # read and validated before any model work: label errors stop at once
+    if options.data:  # recorded absolute, so val, predict, export and --resume find it from any folder
+        options = dataclasses.replace(options, data=os.path.abspath(os.path.expanduser(options.data)))
     model, preset, plan, weights_report = build_model(options, data, resume_ckpt, dist, log)
     options = resolve_recipe(options, preset, dist, log)
     from yoloswap.backbones.freeze import apply_bn_mode
