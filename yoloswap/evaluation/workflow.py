@@ -42,8 +42,10 @@ class Validation:
         return confusion_matrix(self.accumulator.gt_dict(), self.accumulator.results(), conf, iou)
 
     def summary(self) -> dict:
-        """The metrics and their context, as ``val --json`` prints them (keys documented in the README)."""
-        return {**self.metrics, **self.details.as_dict(), "images": self.images, "weights": str(self.weights), "backbone": self.backbone,
+        """The metrics and their context, as ``val --json`` prints them (keys documented in the README). Per-class
+        figures are the ``classes`` rows only (their ``ap50_95`` is the evaluator's ``per_class`` AP): one place."""
+        overall = {k: v for k, v in self.metrics.items() if k != "per_class"}
+        return {**overall, **self.details.as_dict(), "images": self.images, "weights": str(self.weights), "backbone": self.backbone,
                 "runtime": self.runtime, "data": str(self.data), "split": self.split, "img_size": self.img_size}
 
     def save_json(self, path: Path) -> None:

@@ -321,5 +321,5 @@ def _load_initial_weights(model, preset, options: TrainOptions, init_ckpt: dict 
     if report is None:
         log("weights: none (training the backbone from scratch)")
     else:
-        log(f"weights: {report.summary_line()}")
+        log(report.summary_line())  # "weights: loaded ..."
     return report
