@@ -1,10 +1,15 @@
-"""Compatibility sweep: build and probe every torchvision classification model and every timm architecture.
+"""Compatibility sweep: build, probe and train one step of every torchvision classification model and every timm
+architecture.
 
 Each model is built on the meta device (the CPU when its constructor needs real numbers) and probed at 640x640;
 a model that does not run there is probed at the input size it says it needs (a multiple of its pretrained
-size, or exactly that size). The result per model: ok or refused, the channels and strides measured, the
-parameters, the seconds, and for a refusal the one-line reason a user would see. For timm models the measured
-channels are also checked against timm's own ``feature_info``.
+size, or exactly that size). A model that probes is then assembled into a detector on the CPU, set up as
+``train`` sets it up (channels_last, the oneDNN guard of train/cpu_conv_guard.py) and takes one training step,
+forward and backward, at :data:`STEP_SIZE` (or the size it needs): a forward alone does not show a backward that
+fails or crashes the process (uxlfoundation/oneDNN#6035 did, for RepVGG, MobileOne, FastViT and GENet). The
+result per model: ok or refused, the channels and strides measured, the parameters, the seconds, and for a
+refusal the one-line reason a user would see. For timm models the measured channels are also checked against
+timm's own ``feature_info``.
 
 Writes ``yoloswap/backbones/compatibility.csv`` (shipped with the package; ``list-backbones --all`` reads it)
 and ``docs/COMPATIBILITY.md``. Every model runs in a worker process with a time limit, so one model that hangs
@@ -33,6 +38,9 @@ from yoloswap.backbones.compatibility import CSV_PATH, installed_versions, write
 JOURNAL = ROOT / "bench" / "coverage.journal.jsonl"
 PAGE = ROOT / "docs" / "COMPATIBILITY.md"
 PROBE_SIZE = 640
+STEP_SIZE = 128  # the training step's input side for a model that runs at any size (the bug hunted is size-free)
+STEP_BATCH = 2
+STEP_MAX_PARAMS = 300e6  # larger backbones are only built and probed (their real weights would not fit in memory)
 
 
 def list_models(source: str) -> list[tuple[str, str]]:
@@ -87,16 +95,50 @@ def measure(source: str, name: str, family: str) -> dict:
                 row["reason"] = f"does not run at {PROBE_SIZE}x{PROBE_SIZE}; {words}"
             else:
                 raise first from None
-        row.update(status="ok", channels="/".join(map(str, result.channels)),
-                   strides="/".join(map(str, result.strides)), params=result.params, img_size=size)
+        row.update(channels="/".join(map(str, result.channels)), strides="/".join(map(str, result.strides)),
+                   params=result.params, img_size=size)
         if backbone.declared_channels is not None:  # timm's feature_info, compared in the summary
             row["declared"] = "/".join(map(str, backbone.declared_channels))
+        step_size = size if (size != PROBE_SIZE or preset is not given) else STEP_SIZE
+        if result.params > STEP_MAX_PARAMS:  # a real copy of a billion-parameter model does not fit the sweep
+            row["status"] = "ok"
+            row["reason"] = "; ".join(filter(None, [row["reason"], f"no training step taken (over "
+                                                    f"{STEP_MAX_PARAMS / 1e6:.0f}M backbone parameters)"]))
+        elif problem := train_step(preset, step_size):
+            row["reason"] = problem
+        else:
+            row["status"] = "ok"
     except YoloswapError as exc:
         row["reason"] = str(exc)
     except Exception as exc:  # a raw exception is a yoloswap bug; the sweep records it so it gets fixed
         row["reason"] = f"UNWRAPPED {type(exc).__name__}: {str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ''}"
     row["seconds"] = round(time.perf_counter() - start, 2)
     return row
+
+
+def train_step(preset, size: int) -> str:
+    """One training step of the detector on ``preset`` at ``size`` on the CPU, set up as ``train`` sets it up;
+    "" when it works, else the one-line reason. A native crash kills the worker instead: :func:`run` records it."""
+    import torch
+
+    from yoloswap.assembly import build_detector
+    from yoloswap.training.cpu_conv_guard import guard_cpu_convolutions
+
+    try:
+        torch.manual_seed(0)
+        model, _ = build_detector(preset, 1, (size, size))
+        model.to(memory_format=torch.channels_last)  # as train/setup.build_run, for the CPU
+        guard_cpu_convolutions(model)
+        model.train()
+        x = torch.rand(STEP_BATCH, 3, size, size).contiguous(memory_format=torch.channels_last)
+        sum(o.float().mean() for o in model(x)).backward()
+        bad = [n for n, p in model.named_parameters() if p.grad is not None and not torch.isfinite(p.grad).all()]
+        if bad:
+            return f"a training step at {size}x{size} gives non-finite gradients (first: {bad[0]})"
+    except Exception as exc:  # noqa: BLE001 - a refusal is a result
+        text = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
+        return f"a training step at {size}x{size} fails: {type(exc).__name__}: {text}"
+    return ""
 
 
 def _worker(tasks, results) -> None:
@@ -147,8 +189,9 @@ def run(tasks: list[tuple[str, str, str]], workers: int, timeout: float) -> None
                     slot["task"] = None
                 elif not slot["proc"].is_alive() or time.monotonic() - slot["since"] > timeout:
                     source, name, family = slot["task"]
-                    why = (f"took longer than {timeout:.0f} s to build and probe" if slot["proc"].is_alive()
-                           else f"the build crashed the process (exit code {slot['proc'].exitcode})")
+                    why = (f"took longer than {timeout:.0f} s to build, probe and train a step"
+                           if slot["proc"].is_alive() else f"building, probing or one training step crashed the "
+                           f"process (exit code {slot['proc'].exitcode})")
                     slot["proc"].kill()
                     slot["proc"].join()
                     record({"source": source, "name": name, "family": family, "version": "", "status": "refused",
@@ -185,8 +228,11 @@ def write_page(rows: list[dict], elapsed: str) -> None:
         "",
         "Every torchvision classification model and every timm architecture, built and probed by "
         "`bench/coverage.py` (meta device; CPU for models whose constructor needs real numbers) at "
-        f"{PROBE_SIZE}x{PROBE_SIZE}, or at the input size the model says it needs. `ok` means the three levels "
-        "at strides 8, 16 and 32 came out and (timm) their channels equal timm's own `feature_info`; `refused` "
+        f"{PROBE_SIZE}x{PROBE_SIZE}, or at the input size the model says it needs, then assembled into a detector "
+        f"that takes one training step (forward and backward, CPU, {STEP_SIZE}x{STEP_SIZE} or the size it needs, "
+        "in a worker process so a native crash is a row). `ok` means the three levels "
+        "at strides 8, 16 and 32 came out, (timm) their channels equal timm's own `feature_info`, and the step "
+        "trained; `refused` "
         "gives the one line a user sees. `yoloswap list-backbones --all` prints this table from the copy "
         "shipped with the package. Regenerate with `python bench/coverage.py`.",
         "",
@@ -270,6 +316,7 @@ def _reason_kind(reason: str) -> str:
         ("feature_info", "probed channels differ from feature_info"),
         ("took longer", "timed out"),
         ("crashed", "crashed the process"),
+        ("a training step", "a training step fails"),
         ("UNWRAPPED", "unwrapped exception (a yoloswap bug)"),
         ("cannot be built", "cannot be built"),
         ("cannot be cut", "cannot be cut at strides 8/16/32"),

@@ -200,3 +200,64 @@ def test_a_live_source_drops_stale_frames_instead_of_queueing_them(tmp_path):
         assert reader.dropped > 0 and got == sorted(got) and len(got) < 30
     finally:
         reader.stop()
+
+
+# ------------------------------------------------------------------------------------------ a file over HTTP
+class FileServer:
+    """Serves the files of ``folder`` over loopback HTTP, as ``python -m http.server`` does, until closed."""
+
+    def __init__(self, folder: Path) -> None:
+        class Handler(http.server.SimpleHTTPRequestHandler):
+            def __init__(self, *args, **kwargs):
+                super().__init__(*args, directory=str(folder), **kwargs)
+
+            def log_message(self, *args):
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.base = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def test_a_video_served_over_http_is_a_file_every_frame_once_in_order_then_exit_0(cli, weights, tmp_path):
+    (tmp_path / "served").mkdir()
+    write_video(tmp_path / "served" / "clip.mp4", n=12)
+    server = FileServer(tmp_path / "served")
+    deadline = threading.Timer(30, server.close)  # a reader that reopens the file forever fails instead of hanging
+    deadline.start()
+    try:
+        start = time.monotonic()
+        code, out, err = cli("predict", "-w", str(weights), "--source", f"{server.base}/clip.mp4",
+                             "--out", str(tmp_path / "p"), *low_conf())
+        took = time.monotonic() - start
+    finally:
+        deadline.cancel()
+        server.close()
+    assert code == 0, err
+    lines = [json.loads(x) for x in (tmp_path / "p" / "predictions.jsonl").read_text().splitlines()]
+    assert [r["frame"] for r in lines] == list(range(12))  # not reopened at its end, no frame skipped as stale
+    assert took < 30, took
+    cap = cv2.VideoCapture(str(tmp_path / "p" / "clip.mp4"))
+    assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 12
+
+
+def test_urls_naming_a_file_are_finite_and_the_others_live(tmp_path):
+    (tmp_path / "served").mkdir()
+    write_video(tmp_path / "served" / "clip.mp4", n=4)
+    cv2.imwrite(str(tmp_path / "served" / "photo.jpg"), frames(1)[0])
+    (tmp_path / "served" / "feed").write_bytes((tmp_path / "served" / "clip.mp4").read_bytes())  # no suffix
+    server = FileServer(tmp_path / "served")
+    try:
+        video = open_source(f"{server.base}/clip.mp4?token=1")
+        photo = open_source(f"{server.base}/photo.jpg")
+        counted = open_source(f"{server.base}/feed")  # no file suffix, but it reports its frame count
+        assert (video.kind, video.live, video.frame_count, video.stem) == ("url", False, 4, "clip")
+        assert (photo.kind, photo.live, photo.stem) == ("url", False, "photo")
+        assert [f.index for f in photo.frames()] == [0]
+        assert (counted.kind, counted.live, counted.frame_count) == ("stream", False, 4)
+    finally:
+        server.close()  # an MJPEG stream, which reports no frame count, stays live: see the tests above

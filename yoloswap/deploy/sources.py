@@ -4,9 +4,12 @@ A source is either a list of image files (``files``; predict decodes them in Dat
 (video file, webcam, stream) whose frames come from a reader thread (``frames()``). The table ``SOURCES`` decides
 which, in order: the first entry whose test accepts the text opens it, so adding a source is a function and a line.
 
-On a live capture (webcam, stream) the reader keeps only the newest few frames (``LIVE_QUEUE``): when the model is
-slower than the camera, stale frames are dropped, never queued without bound. A stream that drops is reopened
-``RECONNECTS`` times before it ends with a one-line :class:`DataError`.
+A capture is finite or live. Finite: a video file, a URL that names a video or image file (its path ends in one of
+their suffixes), and any capture that reports a frame count; every frame is read once, in order, and the end is
+the end. Live: webcams and streams (rtsp, rtmp, tcp, http without a file suffix); the reader keeps only the newest
+few frames (``LIVE_QUEUE``): when the model is slower than the camera, stale frames are dropped, never queued
+without bound. A live stream that drops is reopened ``RECONNECTS`` times before it ends with a one-line
+:class:`DataError`.
 """
 
 from __future__ import annotations
@@ -18,13 +21,14 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import numpy as np
 
 from yoloswap.errors import DataError
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".m4v", ".webm", ".mpg", ".mpeg", ".wmv")
-STREAM_SCHEMES = ("rtsp", "rtsps", "rtmp", "http", "https")
+STREAM_SCHEMES = ("rtsp", "rtsps", "rtmp", "tcp", "http", "https")
 RECONNECTS = 3  # tries to reopen a dropped stream
 RECONNECT_WAIT_S = 0.5
 LIVE_QUEUE = 2  # newest frames kept for a live source (older ones are dropped)
@@ -47,14 +51,14 @@ class Frame:
 class Source:
     """What predict reads. ``files`` for image sources; ``open_capture`` for video, webcam and streams."""
 
-    kind: str  # image | folder | glob | list | video | webcam | stream
+    kind: str  # image | folder | glob | list | video | url (a file over a URL) | webcam | stream
     text: str  # as the user gave it
     files: list[Path] = field(default_factory=list)
     open_capture: Callable[[], object] | None = None  # -> cv2.VideoCapture (opened)
     live: bool = False
     fps: float | None = None
     size: tuple[int, int] | None = None  # (width, height) of a capture
-    frame_count: int | None = None  # frames of a video file (None: live or unknown)
+    frame_count: int | None = None  # frames of a finite capture (None: live or unknown)
 
     @property
     def is_capture(self) -> bool:
@@ -66,6 +70,8 @@ class Source:
             return f"webcam{self.text}"
         if self.kind == "stream":
             return "stream"
+        if self.kind == "url":
+            return Path(urlsplit(self.text).path).stem or "url"
         return Path(self.text).stem
 
     def frames(self) -> Iterator[Frame]:
@@ -131,14 +137,17 @@ def _capture(target, what: str):
 
 
 def _capture_source(kind: str, text: str, target, live: bool) -> Source:
-    """Open once to read size and frame rate (and to fail now, in one line, when it cannot be opened)."""
+    """Open once to read size, frame rate and frame count (and to fail now, in one line, when it cannot be
+    opened). A capture that reports a frame count is finite, whatever its kind."""
     import cv2
 
     cap = _capture(target, text)
     fps = cap.get(cv2.CAP_PROP_FPS)
     size = (int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT)))
-    count = int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) if not live else 0
+    count = int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) if kind != "webcam" else 0  # live streams report <= 0
     cap.release()
+    if count > 0:
+        live = False
     fps = fps if 0 < fps < 1000 else (30.0 if live else 25.0)  # streams often report 0 or 90000
     return Source(kind, text, open_capture=lambda: _capture(target, text), live=live, fps=fps,
                   size=size if min(size) > 0 else None, frame_count=count if count > 0 else None)
@@ -157,14 +166,20 @@ def open_webcam(text: str) -> Source:
 
 
 def open_stream(text: str) -> Source:
+    """A URL: a file when its path names a video or an image (read once, like a file), else a live stream."""
+    from yoloswap.data.images import IMAGE_SUFFIXES
+
     scheme = text.split("://", 1)[0].lower()
     if scheme not in STREAM_SCHEMES:
         raise DataError(f"--source {text}: URL scheme {scheme!r} not supported; use one of "
                         f"{', '.join(s + '://' for s in STREAM_SCHEMES)}")
+    names_file = Path(urlsplit(text).path).suffix.lower() in VIDEO_SUFFIXES + IMAGE_SUFFIXES
     try:
-        return _capture_source("stream", text, text, live=True)
+        return _capture_source("url" if names_file else "stream", text, text, live=not names_file)
     except DataError:
-        raise DataError(f"--source {text}: cannot open the stream (unreachable, or not a video stream)") from None
+        what = "the file" if names_file else "the stream"
+        raise DataError(f"--source {text}: cannot open {what} (unreachable, or not a video"
+                        f"{' or an image' if names_file else ' stream'})") from None
 
 
 def _is_url(text: str) -> bool:

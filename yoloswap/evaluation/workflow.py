@@ -42,8 +42,10 @@ class Validation:
         return confusion_matrix(self.accumulator.gt_dict(), self.accumulator.results(), conf, iou)
 
     def summary(self) -> dict:
-        """The metrics and their context, as ``val --json`` prints them (keys documented in the README)."""
-        return {**self.metrics, **self.details.as_dict(), "images": self.images, "weights": str(self.weights), "backbone": self.backbone,
+        """The metrics and their context, as ``val --json`` prints them (keys documented in the README). Per-class
+        figures are the ``classes`` rows only (their ``ap50_95`` is the evaluator's ``per_class`` AP): one place."""
+        overall = {k: v for k, v in self.metrics.items() if k != "per_class"}
+        return {**overall, **self.details.as_dict(), "images": self.images, "weights": str(self.weights), "backbone": self.backbone,
                 "runtime": self.runtime, "data": str(self.data), "split": self.split, "img_size": self.img_size}
 
     def save_json(self, path: Path) -> None:
@@ -53,8 +55,9 @@ class Validation:
 
 
 def data_yaml_for(trained_on: str | None, data: str | Path | None, weights: Path) -> Path:
-    """The data YAML ``val`` scores: ``--data`` when given, else the one the model was trained on (recorded in
-    the checkpoint and in an exported file's metadata), else the built-in set."""
+    """The data ``val`` scores (a data YAML or a data set folder): ``--data`` when given, else the one the model
+    was trained on (recorded, as an absolute path, in the checkpoint and in an exported file's metadata), else the
+    built-in set."""
     from yoloswap.data.synthetic import builtin_data_yaml
 
     if data is not None:
@@ -62,7 +65,7 @@ def data_yaml_for(trained_on: str | None, data: str | Path | None, weights: Path
     if trained_on is None:
         return builtin_data_yaml()
     path = Path(trained_on).expanduser()
-    if not path.is_file():
+    if not path.exists():  # a YAML, or a folder in one of the layouts load_data_config reads
         raise DataError(f"{weights} was trained on {trained_on}, which is not found from here; pass --data")
     return path
 

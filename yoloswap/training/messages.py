@@ -22,7 +22,11 @@ def log_plan(run: Run, log) -> None:
         expect = (f"; on the built-in set README's main job (ConvNeXt-T, yolov8 head, from scratch) reaches "
                   f"mAP@.5 ≈ {DETECTS_MAP50:g} by then")
     elif o.epochs - run.start_epoch < MIN_LEARNING_EPOCHS:
-        expect = "; so few epochs teach a detector from scratch little (mAP near 0 is expected)"
+        from yoloswap.training.setup import weights_loaded
+
+        expect = ("; so few epochs teach the new neck and head little, even on pretrained weights (a low mAP is "
+                  "expected)" if weights_loaded(o, run.preset) else
+                  "; so few epochs teach a detector from scratch little (mAP near 0 is expected)")
     log(f"plan: {epochs_text(o.epochs - run.start_epoch)}{budget}{expect}; the time it takes is estimated after the "
         "first epoch")
 

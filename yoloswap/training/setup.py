@@ -24,7 +24,7 @@ from yoloswap.checkpoint import load_checkpoint
 from yoloswap.config.options import TrainOptions, default_workers
 from yoloswap.device import resolve_device
 from yoloswap.errors import CheckpointError, UsageError
-from yoloswap.training import distributed
+from yoloswap.training import cpu_conv_guard, distributed
 from yoloswap.training.cpu_depthwise import depthwise_in_fp32
 from yoloswap.training.ema import ModelEMA
 from yoloswap.training.precision import DTYPES, amp_dtype_for, cpu_precision, seconds_per_step
@@ -68,14 +68,19 @@ def build_run(options: TrainOptions, out: Path, log=print, resume_ckpt: dict | N
         torch.backends.cudnn.benchmark = True  # fixed input size: let cuDNN pick its fastest kernels once
 
     data = build_data(options, dist, log)  # read and validated before any model work: label errors stop at once
+    if options.data:  # recorded absolute, so val, predict, export and --resume find it from any folder
+        options = dataclasses.replace(options, data=os.path.abspath(os.path.expanduser(options.data)))
     model, preset, plan, weights_report = build_model(options, data, resume_ckpt, dist, log)
     options = resolve_recipe(options, preset, dist, log)
     from yoloswap.backbones.freeze import apply_bn_mode
 
     apply_bn_mode(model.backbone, options.bn)
     model.to(device, memory_format=torch.channels_last)  # faster convolutions on both CPU and GPU
-    if device.type == "cpu" and options.amp:  # before the precision is timed, so the timing sees the swap
-        depthwise = depthwise_in_fp32(model)
+    if device.type == "cpu":
+        guard_cpu = cpu_conv_guard.guard_cpu_convolutions(model)  # a few stem convolutions stay in NCHW
+        if guard_cpu:
+            log(cpu_conv_guard.describe(guard_cpu))
+        depthwise = depthwise_in_fp32(model) if options.amp else 0  # before the precision is timed: it sees this
         if depthwise:
             log(f"cpu: {depthwise} depthwise convolutions run in fp32 (oneDNN's bf16 backward of them is 2x slower)")
     amp_dtype = choose_precision(model, preset, plan, options, device, data.per_rank_batch, resume_ckpt, dist, log)
@@ -321,5 +326,5 @@ def _load_initial_weights(model, preset, options: TrainOptions, init_ckpt: dict 
     if report is None:
         log("weights: none (training the backbone from scratch)")
     else:
-        log(f"weights: {report.summary_line()}")
+        log(report.summary_line())  # "weights: loaded ..."
     return report
