@@ -61,15 +61,15 @@ class _RuntimeBase:
 
 
 class TorchRuntime(_RuntimeBase):
-    """A yoloswap checkpoint run by PyTorch eager."""
+    """A yoloswap checkpoint (or a YOLOv5 / Ultralytics / MMYOLO detector file, read as one) run by PyTorch eager."""
 
     kind = "pytorch"
 
     def __init__(self, path: Path, device: torch.device | str = "cpu") -> None:
         from yoloswap.assembly import detector_from_checkpoint
-        from yoloswap.checkpoint import load_checkpoint
+        from yoloswap.foreign_detector import read_detector_file
 
-        ckpt = load_checkpoint(Path(path))
+        ckpt = read_detector_file(Path(path))
         model, preset, _, names, _ = detector_from_checkpoint(ckpt, path)
         self.device = torch.device(device)
         self.model = model.eval().to(self.device)
