@@ -157,3 +157,73 @@ def test_val_and_predict_take_a_foreign_file_directly(cli, tmp_path):
                          "--img-size", "64", "--conf", "0.0001", "--out", str(tmp_path / "pred"))
     assert code == 0, err
     assert '"class": "coco' in (tmp_path / "pred" / "predictions.json").read_text()  # the file's own names
+
+
+@pytest.mark.slow
+def test_train_fine_tunes_from_a_yolov5_file_with_other_classes(cli, tmp_path):
+    from tests.make_data import ultralytics_set
+    from yoloswap.checkpoint import load_checkpoint
+
+    data = ultralytics_set(tmp_path / "data", names_as_dict=False)  # 3 classes; the file has 5
+    reference = _reference("yolov5")
+    path = tmp_path / "yolov5n.pt"
+    save_like_release(reference, path, "yolov5")
+    code, _, err = cli("train", "--weights", str(path), "--data", str(data), "--epochs", "1", "--img-size", "64",
+                       "--batch-size", "4", "--workers", "0", "--device", "cpu", "--frozen-stages", "4",
+                       "--out", str(tmp_path / "run"))
+    assert code == 0, err
+    log = " ".join(err.split())  # the console wraps long lines
+    assert "YOLOv5 v6.1 yolov5n detector" in log and "(YOLOv5 v6.1); 6 of another shape re-initialised" in log
+    ckpt = load_checkpoint(tmp_path / "run" / "weights" / "last.pt")
+    state = ckpt["model"]
+    assert ckpt["names"] == ["red", "green", "blue"] and state["head.convs.0.weight"].shape[0] == 3 * 8
+    torch.testing.assert_close(state["backbone.body.stage4.1.cv3.conv.weight"],
+                               reference.model[8].cv3.conv.weight)  # frozen: the file's tensors, unchanged
+    torch.testing.assert_close(state["head.anchors"], torch.tensor(COCO_ANCHORS, dtype=torch.float32))
+
+
+# MMYOLO's names for the YOLOv5 v6.1 layers (mmyolo/models: YOLOv5CSPDarknet, YOLOv5PAFPN, YOLOv5HeadModule)
+MMYOLO_LAYERS = {0: "backbone.stem", 1: "backbone.stage1.0", 2: "backbone.stage1.1", 3: "backbone.stage2.0",
+                 4: "backbone.stage2.1", 5: "backbone.stage3.0", 6: "backbone.stage3.1", 7: "backbone.stage4.0",
+                 8: "backbone.stage4.1", 9: "backbone.stage4.2", 10: "neck.reduce_layers.2",
+                 13: "neck.top_down_layers.0.0", 14: "neck.top_down_layers.0.1", 17: "neck.top_down_layers.1",
+                 18: "neck.downsample_layers.0", 20: "neck.bottom_up_layers.0", 21: "neck.downsample_layers.1",
+                 23: "neck.bottom_up_layers.1", 24: "bbox_head.head_module"}
+MMYOLO_PARTS = [(r"^cv1\.", "main_conv."), (r"^cv2\.", "short_conv."), (r"^cv3\.", "final_conv."),  # CSPLayer
+                (r"^m\.(\d+)\.cv(\d)\.", r"blocks.\1.conv\2."), (r"^m\.(\d)\.(weight|bias)$", r"convs_pred.\1.\2")]
+
+
+def _mmyolo_state(model: Model) -> dict:
+    import re
+
+    out = {}
+    for key, value in model.state_dict().items():
+        index, rest = key.split(".", 2)[1:]
+        if rest == "anchors":
+            continue  # MMYOLO keeps anchors in its config, not in the weights
+        if index == "9":  # SPPFBottleneck
+            rest = re.sub(r"^cv(\d)\.", r"conv\1.", rest)
+        for pattern, repl in MMYOLO_PARTS:
+            rest = re.sub(pattern, repl, rest)
+        out[f"{MMYOLO_LAYERS[int(index)]}.{rest}"] = value
+    return out
+
+
+def test_an_mmyolo_state_dict_becomes_the_same_detector(tmp_path):
+    reference = _reference("yolov5", widen=0.25, nc=3)
+    path = tmp_path / "yolov5_n-v61_syncbn_fast_8xb16-300e_coco.pth"
+    torch.save({"meta": {"dataset_meta": {"classes": ("cat", "dog", "cow")}}, "state_dict": _mmyolo_state(reference)},
+               path)
+    model, preset, plan, names, _ = detector_from_checkpoint(read_detector_file(path), path)
+    assert (preset.name, plan.head, names) == ("yolov5n", "yolov5", ["cat", "dog", "cow"])
+    x = torch.rand(1, 3, 64, 64)
+    with torch.no_grad():
+        for want, got in zip(reference(x), model(x)):
+            torch.testing.assert_close(got, _raw_as_yoloswap(want, "yolov5"), rtol=0, atol=1e-5)
+
+
+def test_a_file_of_another_detector_is_one_line(tmp_path):
+    path = tmp_path / "other.pt"
+    torch.save({"model": {"conv.weight": torch.zeros(1)}}, path)
+    with pytest.raises(CheckpointError, match="not a yoloswap detector checkpoint, nor a YOLOv5"):
+        read_detector_file(path)

@@ -89,7 +89,8 @@ def _as_checkpoint(found: Translated, names: list[str], path: Path | str) -> dic
         model = detector_from_plan(build_backbone(preset), plan, preset)
     own = model.state_dict()
     bad = [k for k, v in found.tensors.items() if k not in own or own[k].shape != v.shape]
-    missing = [k for k in own if k not in found.tensors and not k.endswith(("num_batches_tracked", "head.strides"))]
+    recomputed = ("num_batches_tracked", "head.strides", "head.anchors")  # MMYOLO files: COCO anchors (its config)
+    missing = [k for k in own if k not in found.tensors and not k.endswith(recomputed)]
     if bad or missing or found.unmapped:
         what = bad[:2] or missing[:2] or found.unmapped[:2]
         raise CheckpointError(f"{path}: a {found.origin.name} file that does not fit yoloswap's {preset_name} "

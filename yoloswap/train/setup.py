@@ -313,8 +313,11 @@ def _load_initial_weights(model, preset, options: TrainOptions, init_ckpt: dict 
         state = init_ckpt.get("ema") or init_ckpt["model"]
         own = model.state_dict()
         fitting = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
+        other = sorted(k for k in state if k in own and own[k].shape != state[k].shape)
         model.load_state_dict(fitting, strict=False)
-        log(f"weights: {len(fitting)}/{len(own)} detector tensors from {options.weights}")
+        origin = f" ({init_ckpt['origin']['codebase']})" if "origin" in init_ckpt else ""
+        fresh = f"; {len(other)} of another shape re-initialised ({', '.join(other[:3])})" if other else ""
+        log(f"weights: loaded {len(fitting)}/{len(own)} detector tensors from {options.weights}{origin}{fresh}")
         return None
     report = load_backbone_weights(model.backbone, preset.weights, preset, min_fraction=options.min_weights_fraction)
     if report is None:
