@@ -105,7 +105,7 @@ def _as_checkpoint(found: Translated, names: list[str], path: Path | str) -> dic
         "model": model.state_dict(),
         "ema": None,
         "origin": {"file": str(path), "codebase": found.origin.name, "preset": preset_name,
-                   "tensors": len(found.tensors)},
+                   "tensors": sum(not k.endswith("num_batches_tracked") for k in found.tensors)},
     }
 
 
