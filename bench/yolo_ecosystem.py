@@ -11,7 +11,8 @@ Needs a venv with ``ultralytics`` (not a yoloswap dependency; never in the test 
 2. Out: a yoloswap detector (ConvNeXt-T and MobileNetV3-S backbones, yolov8 head) is exported with
    ``--layout ultralytics``; Ultralytics' ``YOLO("x.onnx").predict`` on a folder of 640x480 images and
    ``yoloswap predict`` on the same ONNX file give boxes that are matched one to one (same class, IoU printed).
-   Random weights get a class bias that makes a few confident boxes, so there is something to compare.
+   Random weights get a class bias that puts ~40 candidates of a noise image above 0.25, so there is something
+   to compare.
 """
 
 from __future__ import annotations
@@ -69,7 +70,7 @@ def checkpoint_parity(name: str, out: Path, size: int = 320) -> dict:
             "input": f"2x3x{size}x{size}"}
 
 
-def export_agreement(backbone: str, out: Path, size: int = 640, args_bias: float = -0.8) -> dict:
+def export_agreement(backbone: str, out: Path, size: int = 640, keep: int = 40) -> dict:
     from PIL import Image
     from ultralytics import YOLO
 
@@ -85,9 +86,13 @@ def export_agreement(backbone: str, out: Path, size: int = 640, args_bias: float
     preset = dataclasses.replace(preset, head="yolov8", weights="none")
     torch.manual_seed(0)
     model, plan = build_detector(preset, 3, (size, size))
-    with torch.no_grad():  # a few confident boxes out of random weights: class logits centred near 0
+    with torch.no_grad():  # a few confident boxes out of random weights: shift the class bias so that about
+        for branch in model.head.cls_branches:  # `keep` candidates of a noise image score above 0.25
+            branch[-1].bias.zero_()
+        scores = model.eval().infer(torch.rand(1, 3, size, size, generator=torch.Generator().manual_seed(3)))
+        kth = scores[0, :, 4:].max(dim=1).values.sort(descending=True).values[keep - 1].clamp(1e-6, 1 - 1e-6)
         for branch in model.head.cls_branches:
-            branch[-1].bias.fill_(args_bias)
+            branch[-1].bias.fill_(float(torch.logit(torch.tensor(0.25)) - torch.logit(kth)))
     names = ["a", "b", "c"]
     run = out / backbone
     run.mkdir(parents=True, exist_ok=True)
