@@ -133,21 +133,50 @@ def export_agreement(backbone: str, out: Path, size: int = 640, keep: int = 40) 
             "min_iou": min(ious) if ious else None}
 
 
+def opencv_reads(out: Path, backbone: str = "mobilenetv3-small") -> dict:
+    """OpenCV's DNN module runs both YOLO layouts of an export made by :func:`export_agreement` (same output as
+    ONNX Runtime), as OpenCV's YOLO samples do: ``blobFromImage(scalefactor=1/255, swapRB=True)``."""
+    import cv2
+    import onnxruntime as ort
+
+    run = out / backbone
+    yoloswap = [sys.executable, "-m", "yoloswap"]
+    subprocess.run([*yoloswap, "export", "--weights", str(run / "best.pt"), "--layout", "yolov5", "--no-check",
+                    "--out", str(run / "best_v5.onnx")], check=True, stdout=subprocess.DEVNULL)
+    image = cv2.imread(str(run / "images" / "0.jpg"))
+    image = cv2.copyMakeBorder(image, 80, 80, 0, 0, cv2.BORDER_CONSTANT, value=(114, 114, 114))  # 640x640
+    blob = cv2.dnn.blobFromImage(image, 1 / 255, (640, 640), swapRB=True)
+    result = {"backbone": backbone, "opencv": cv2.__version__}
+    for layout, name in (("ultralytics", "best.onnx"), ("yolov5", "best_v5.onnx")):
+        net = cv2.dnn.readNetFromONNX(str(run / name))
+        net.setInput(blob)
+        got = net.forward()
+        want = ort.InferenceSession(str(run / name)).run(None, {"images": blob})[0]
+        result[layout] = {"shape": list(got.shape), "max_abs_vs_onnxruntime": float(np.abs(got - want).max())}
+    return result
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--out", type=Path, default=Path("/tmp/yolo-eco"))
     parser.add_argument("--skip-export", action="store_true")
+    parser.add_argument("--only-opencv", action="store_true", help="after a full run: the OpenCV check alone")
     parser.add_argument("--backbones", default="convnext-tiny,mobilenetv3-small")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     import ultralytics
 
     print(f"ultralytics {ultralytics.__version__}, torch {torch.__version__}")
+    if args.only_opencv:
+        print(json.dumps(opencv_reads(args.out)))
+        return
     for name in ("yolov5nu", "yolov5su"):
         print(json.dumps(checkpoint_parity(name, args.out)))
     if not args.skip_export:
         for backbone in args.backbones.split(","):
             print(json.dumps(export_agreement(backbone, args.out)))
+        if "mobilenetv3-small" in args.backbones:
+            print(json.dumps(opencv_reads(args.out)))
 
 
 if __name__ == "__main__":
