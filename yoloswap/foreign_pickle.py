@@ -205,8 +205,8 @@ def read_foreign(path: Path) -> Any:
     try:
         return torch.load(path, map_location="cpu", weights_only=False, pickle_module=_PickleModule)
     except Refused as e:
-        raise CheckpointError(f"checkpoint {path} asks to run {e.what} while loading; yoloswap refuses it "
-                              "(a model file only holds tensors and attributes)") from None
+        raise CheckpointError(f"checkpoint {path} would need arbitrary unpickling (it calls {e.what}), which "
+                              "yoloswap refuses for safety: a model file only holds tensors and attributes") from None
     except CheckpointError:
         raise
     except Exception as e:  # a malformed archive or pickle: torch and pickle raise many types

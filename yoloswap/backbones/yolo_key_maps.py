@@ -13,8 +13,13 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
+
+from yoloswap.errors import CheckpointError
+from yoloswap.foreign_pickle import Inert, module_tensors, read_foreign
+from yoloswap.safeload import load_checkpoint
 
 # YOLOv5 v6.1 layer index -> yoloswap module (the yolov5*.yaml backbone and head lists, in order).
 V5_LAYERS = {
@@ -152,3 +157,29 @@ def translate(state: Mapping[str, torch.Tensor], origin: YoloOrigin) -> Translat
         anchors = out["head.anchors"].shape[1] if "head.anchors" in out else 3
         num_classes = out["head.convs.0.weight"].shape[0] // anchors - 5
     return Translated(origin, out, unmapped, deepen, widen, int(num_classes))
+
+
+def read_yolo_file(path: Path) -> dict:
+    """A weights file as a dict: through the safe loader, or, for the pickled modules of YOLOv5 and Ultralytics
+    files, through the inert unpickler with the module's tensors as a state dict under ``model``."""
+    try:
+        return load_checkpoint(path, map_location="cpu")
+    except CheckpointError as exc:
+        if "arbitrary unpickling" not in str(exc):
+            raise
+    obj = read_foreign(path)  # refuses a pickle that would call code, in one line
+    model = next((obj.get(k) for k in ("ema", "model") if isinstance(obj.get(k), Inert)), None) \
+        if isinstance(obj, dict) else None
+    if model is None:
+        raise CheckpointError(f"checkpoint {path} holds pickled objects but no YOLOv5 / Ultralytics model")
+    return {"model": dict(module_tensors(model))}
+
+
+def yolo_backbone_tensors(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor] | None:
+    """The CSPDarknet of a YOLO detector state dict, named as yoloswap's backbone body; ``None`` if ``state`` is
+    not one (backbone-only loading: the neck and head of the file are left out)."""
+    origin = find_origin(list(state))
+    if origin is None:
+        return None
+    body = "backbone.body."
+    return {k[len(body):]: v for k, v in translate(state, origin).tensors.items() if k.startswith(body)}
