@@ -31,7 +31,7 @@ from yoloswap.errors import CheckpointError
 SYSTEM_MODULES = ("os", "posix", "nt", "subprocess", "sys", "builtins", "__builtin__", "shutil", "socket",
                   "importlib", "runpy", "pty", "ctypes", "pickle", "_pickle", "code", "codeop", "webbrowser",
                   "marshal", "types", "functools", "operator", "io", "tempfile", "signal", "multiprocessing",
-                  "threading", "asyncio", "inspect", "pdb", "timeit", "platform", "pathlib._local")
+                  "threading", "asyncio", "inspect", "pdb", "timeit", "platform")
 
 
 class Refused(pickle.UnpicklingError):
