@@ -35,6 +35,9 @@ FORBIDDEN = {
     "training": ("yoloswap.cli",),
     "training/hooks.py": ("yoloswap.training.loop",),  # hooks read the run's state, never the loop
     "safeload.py": ("yoloswap.backbones", "yoloswap.config", "yoloswap.models", "yoloswap.checkpoint", *ABOVE_ASSEMBLY),
+    "foreign_pickle.py": ("yoloswap.backbones", "yoloswap.config", "yoloswap.models", "yoloswap.checkpoint",
+                          "yoloswap.assembly", *ABOVE_ASSEMBLY),
+    "foreign_detector.py": ABOVE_ASSEMBLY,
     "checkpoint.py": ("yoloswap.backbones", "yoloswap.config", "yoloswap.models", "yoloswap.assembly", *ABOVE_ASSEMBLY),
     "home.py": ("yoloswap.",),
     "device.py": ("yoloswap.backbones", "yoloswap.models", "yoloswap.assembly", *ABOVE_ASSEMBLY),

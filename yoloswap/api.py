@@ -323,7 +323,8 @@ def export(weights: str | Path, format: str = "onnx", out: str | Path | None = N
         weights: a yoloswap checkpoint.
         format: the export format.
         out: the output file (default: next to the weights).
-        **options: the fields of :class:`yoloswap.deploy.export.ExportSpec` (``img_size``, ``batch``, ``dynamic``,
+        **options: the fields of :class:`yoloswap.deploy.export.ExportSpec` (``img_size``, ``layout`` (``yoloswap``,
+            ``ultralytics`` or ``yolov5``: docs/yolo-ecosystem.md), ``batch``, ``dynamic``,
             ``half``, ``opset``, ``nms``, ``conf``, ``iou``, ``max_det``...) and ``device`` (``cpu`` or ``cuda``).
     """
     from yoloswap.deploy.export import FORMATS, export_spec, export_model

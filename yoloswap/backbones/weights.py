@@ -97,13 +97,14 @@ def load_backbone_weights(
     import torch
 
     from yoloswap.backbones.key_maps import match_keys, unwrap_state_dict
-    from yoloswap.safeload import load_checkpoint
+    from yoloswap.backbones.yolo_key_maps import read_yolo_file, yolo_backbone_tensors
 
     path = fetch_weights(source, progress)
     if path is None:
         return None
-    raw = load_checkpoint(path, map_location="cpu")
+    raw = read_yolo_file(path)  # a torch.save file, or a YOLOv5 / Ultralytics one (pickled modules, read inert)
     tensors, wrapper = unwrap_state_dict(raw)
+    tensors = yolo_backbone_tensors(tensors) or tensors  # a YOLO detector file: its CSPDarknet, under our names
     if not tensors:
         raise WeightsError(f"weights {source}: the file holds no tensors (top-level keys: {_first(list(raw), 5)})")
 

@@ -21,6 +21,7 @@ def export(
     dynamic: Annotated[bool, H.flag("--dynamic", rich_help_panel=H.OUTPUT, help="Free batch, height and width.")] = False,
     half: Annotated[bool, H.flag("--half", rich_help_panel=H.HARDWARE, help="fp16 weights and input (needs --device cuda).")] = False,
     opset: Annotated[Optional[int], Opt("--opset", rich_help_panel=H.OUTPUT, help="ONNX opset (default 17).")] = None,
+    layout: Annotated[str, Opt("--layout", rich_help_panel=H.OUTPUT, help="Output contract: yoloswap (0-255 in, (B, P, 4+nc) xyxy), ultralytics (YOLOv8: 0-1 in, (B, 4+nc, P) cx,cy,w,h + Ultralytics metadata) or yolov5 (0-1 in, (B, P, 5+nc) with objectness).")] = "yoloswap",
     nms: Annotated[bool, H.flag("--nms", rich_help_panel=H.DETECTION, help="Append NMS: outputs (B, max-det, 6) [x1, y1, x2, y2, score, cls].")] = False,
     conf: Annotated[float, Opt(rich_help_panel=H.DETECTION, help="--nms score threshold.")] = 0.25,
     iou: Annotated[float, Opt(rich_help_panel=H.DETECTION, help="--nms IoU threshold.")] = 0.45,
@@ -43,10 +44,12 @@ def export(
     if fmt not in FORMATS:
         raise UsageError(f"--format {fmt!r}: choose one of {', '.join(FORMATS)}")
     _check_int8_usage(int8, fmt, data, calib_images, half, nms, opset or DEFAULT_OPSET)
+    if int8 and layout != "yoloswap":
+        raise UsageError("--int8 is supported with --layout yoloswap only")
     require_format(fmt)
     source = TorchRuntime(weights, "cpu")
     spec = export_spec(source.size_for(img_size), batch=batch, dynamic=dynamic, half=half, opset=opset, nms=nms,
-                       conf=conf, iou=iou, max_det=max_det)
+                       conf=conf, iou=iou, max_det=max_det, layout=layout)
     path = out_path or weights.with_suffix(FORMATS[fmt][0])
     with err.status(f"exporting {weights} to {fmt}"):
         export_model(source.model, source.names, source.backbone, fmt, spec, path, resolve_device(device),

@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from yoloswap import __version__, ops
+from yoloswap.deploy.layouts import LAYOUTS, layout_named, ultralytics_metadata
 from yoloswap.errors import MissingExtraError, UsageError, extra_hint
 
 EXPORT_EXTRA_HINT = extra_hint("export")
@@ -48,8 +49,13 @@ class ExportSpec:
     conf: float = ops.PREDICT_CONF
     iou: float = ops.PREDICT_IOU
     max_det: int = ops.MAX_DET
+    layout: str = "yoloswap"  # deploy/layouts.py: yoloswap, ultralytics (YOLOv8 contract) or yolov5
 
     def check(self) -> None:
+        layout_named(self.layout)
+        if self.nms and self.layout != "yoloswap":
+            raise UsageError(f"--nms is for --layout yoloswap; the {self.layout} layout gives the raw rows its "
+                             "clients run NMS on")
         if self.img_size < 32 or self.img_size % 32:
             raise UsageError(f"--img-size must be a positive multiple of 32, got {self.img_size}")
         if self.batch < 1:
@@ -88,9 +94,10 @@ class ExportWrapper(nn.Module):
         self.spec = spec
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        rows = self.model.infer(images / 255)  # (B, P, 4 + nc)
+        layout = LAYOUTS[self.spec.layout]
+        rows = self.model.infer(images / layout.pixel_scale)  # (B, P, 4 + nc)
         if not self.spec.nms:
-            return rows
+            return layout.to_file(rows)
         return torch.stack([fixed_size_nms(r.float(), self.spec.conf, self.spec.iou, self.spec.max_det)
                             for r in rows]).to(rows.dtype)  # (B, max_det, 6)
 
@@ -128,9 +135,10 @@ def metadata(model: nn.Module, names: list[str], spec: ExportSpec, backbone: str
         "batch": None if spec.dynamic else spec.batch,
         "dynamic": spec.dynamic,
         "half": spec.half,
-        "input": "images (B, 3, H, W) float RGB 0-255, letterboxed with grey 114",
+        "layout": spec.layout,
+        "input": f"{LAYOUTS[spec.layout].input}, letterboxed with grey 114",
         "output": ("detections (B, max_det, 6) [x1, y1, x2, y2, score, cls]" if spec.nms
-                   else "rows (B, P, 4 + nc) [x1, y1, x2, y2, class scores] before NMS"),
+                   else LAYOUTS[spec.layout].output),
         "nms": {"conf": spec.conf, "iou": spec.iou, "max_det": spec.max_det} if spec.nms else None,
     }
 
@@ -173,7 +181,8 @@ def export_onnx(wrapper: ExportWrapper, example: torch.Tensor, path: Path, meta:
     spec = wrapper.spec
     dynamic_axes = None
     if spec.dynamic:
-        dynamic_axes = {"images": {0: "batch", 2: "height", 3: "width"}, "output": {0: "batch", 1: "rows"}}
+        rows_axis = LAYOUTS[spec.layout].rows_axis
+        dynamic_axes = {"images": {0: "batch", 2: "height", 3: "width"}, "output": {0: "batch", rows_axis: "rows"}}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # tracer warnings about Python values in the graph are expected
         torch.onnx.export(wrapper, (example,), str(path), input_names=["images"], output_names=["output"],
@@ -182,6 +191,8 @@ def export_onnx(wrapper: ExportWrapper, example: torch.Tensor, path: Path, meta:
     proto = onnx.load(str(path))
     onnx.checker.check_model(proto)
     set_onnx_metadata(proto, meta)
+    if spec.layout == "ultralytics":  # what YOLO("x.onnx") reads, beside yoloswap's own entry
+        set_onnx_props(proto, ultralytics_metadata(meta))
     onnx.save(proto, str(path))
     return path
 
@@ -191,6 +202,15 @@ def set_onnx_metadata(proto, meta: dict) -> None:
     kept = [(p.key, p.value) for p in proto.metadata_props if p.key != METADATA_KEY]
     del proto.metadata_props[:]
     for key, value in [*kept, (METADATA_KEY, json.dumps(meta))]:
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = key, value
+
+
+def set_onnx_props(proto, props: dict[str, str]) -> None:
+    """Add (or replace) plain ``metadata_props`` entries of an ONNX ModelProto."""
+    kept = [(p.key, p.value) for p in proto.metadata_props if p.key not in props]
+    del proto.metadata_props[:]
+    for key, value in [*kept, *props.items()]:
         entry = proto.metadata_props.add()
         entry.key, entry.value = key, value
 
@@ -296,8 +316,12 @@ def check_parity(model: nn.Module, path: Path, spec: ExportSpec, seed: int = 0) 
     x = torch.rand(spec.batch, 3, spec.img_size, spec.img_size, generator=generator) * 255
     device = next(model.parameters()).device
     with torch.no_grad():
-        ref = ExportWrapper(model, spec).eval()(x.to(device)).float().cpu().numpy()
-    got = np.asarray(_run_exported(path)(x.numpy())).astype(np.float32)
+        x_in = x / 255 * LAYOUTS[spec.layout].pixel_scale  # what a client of the layout feeds
+        ref = ExportWrapper(model, spec).eval()(x_in.to(device)).float().cpu()
+    got = torch.from_numpy(np.asarray(_run_exported(path)(x_in.numpy())).astype(np.float32))
+    if not spec.nms:  # compare as rows, whatever axis order the layout writes
+        ref, got = LAYOUTS[spec.layout].from_file(ref), LAYOUTS[spec.layout].from_file(got)
+    ref, got = ref.numpy(), got.numpy()
     if got.shape != ref.shape:
         raise CheckpointError(f"{path}: {runtime} output shape {got.shape} differs from PyTorch's {ref.shape}")
     score_cols = slice(4, 5) if spec.nms else slice(4, None)

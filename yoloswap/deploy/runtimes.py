@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from yoloswap import ops
+from yoloswap.deploy.layouts import layout_named
 from yoloswap.errors import CheckpointError, UsageError
 
 
@@ -61,15 +62,15 @@ class _RuntimeBase:
 
 
 class TorchRuntime(_RuntimeBase):
-    """A yoloswap checkpoint run by PyTorch eager."""
+    """A yoloswap checkpoint (or a YOLOv5 / Ultralytics / MMYOLO detector file, read as one) run by PyTorch eager."""
 
     kind = "pytorch"
 
     def __init__(self, path: Path, device: torch.device | str = "cpu") -> None:
         from yoloswap.assembly import detector_from_checkpoint
-        from yoloswap.checkpoint import load_checkpoint
+        from yoloswap.foreign_detector import read_detector_file
 
-        ckpt = load_checkpoint(Path(path))
+        ckpt = read_detector_file(Path(path))
         model, preset, _, names, _ = detector_from_checkpoint(ckpt, path)
         self.device = torch.device(device)
         self.model = model.eval().to(self.device)
@@ -125,6 +126,7 @@ class OnnxRuntime(_RuntimeBase):
         self.backbone = str(meta.get("backbone", self.path.stem))
         self.trained_on = meta.get("data")
         self.half = bool(meta.get("half"))
+        self.layout = layout_named(meta.get("layout", "yoloswap"))
         providers = ["CPUExecutionProvider"]
         if torch.device(device).type == "cuda" and "CUDAExecutionProvider" in ort.get_available_providers():
             providers.insert(0, "CUDAExecutionProvider")
@@ -140,9 +142,11 @@ class OnnxRuntime(_RuntimeBase):
         self.fixed_hw = tuple(shape[2:]) if all(isinstance(s, int) for s in shape[2:]) else None
 
     def infer(self, images01: torch.Tensor) -> torch.Tensor:
-        x = (images01.detach().float().cpu() * 255).numpy().astype(np.float16 if self.half else np.float32)
-        return run_in_chunks(x, lambda chunk: self.session.run(None, {"images": chunk})[0], self.fixed_batch,
-                             self.fixed_hw, self.path)
+        x = (images01.detach().float().cpu() * self.layout.pixel_scale).numpy()
+        out = run_in_chunks(x.astype(np.float16 if self.half else np.float32),
+                            lambda chunk: self.session.run(None, {"images": chunk})[0], self.fixed_batch,
+                            self.fixed_hw, self.path)
+        return self.layout.from_file(out)
 
 
 def run_in_chunks(x: np.ndarray, run: Callable[[np.ndarray], np.ndarray], fixed_batch: int | None,
@@ -188,10 +192,12 @@ class TorchScriptRuntime(_RuntimeBase):
         self.backbone = str(meta.get("backbone", Path(path).stem))
         self.trained_on = meta.get("data")
         self.dtype = torch.float16 if meta.get("half") else torch.float32
+        self.layout = layout_named(meta.get("layout", "yoloswap"))
 
     @torch.no_grad()
     def infer(self, images01: torch.Tensor) -> torch.Tensor:
-        return self.module((images01.to(self.device) * 255).to(self.dtype)).float().cpu()
+        out = self.module((images01.to(self.device) * self.layout.pixel_scale).to(self.dtype)).float().cpu()
+        return self.layout.from_file(out)
 
 
 class OpenVinoRuntime(_RuntimeBase):
@@ -209,11 +215,12 @@ class OpenVinoRuntime(_RuntimeBase):
         self.names, self.img_size = list(meta["names"]), int(meta["img_size"])
         self.backbone = str(meta.get("backbone", self.path.stem))
         self.trained_on = meta.get("data")
+        self.layout = layout_named(meta.get("layout", "yoloswap"))
 
     def infer(self, images01: torch.Tensor) -> torch.Tensor:
-        x = (images01.detach().float().cpu() * 255).numpy()
-        return run_in_chunks(x, lambda chunk: self.ir.compiled(chunk)[0], self.ir.fixed_batch, self.ir.fixed_hw,
-                             self.path)
+        x = (images01.detach().float().cpu() * self.layout.pixel_scale).numpy()
+        return self.layout.from_file(run_in_chunks(x, lambda chunk: self.ir.compiled(chunk)[0], self.ir.fixed_batch,
+                                                   self.ir.fixed_hw, self.path))
 
 
 RUNTIMES: dict[str, Callable[[Path, torch.device | str], Runtime]] = {

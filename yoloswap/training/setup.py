@@ -18,12 +18,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from yoloswap.assembly import DetectorPlan, build_detector, detector_from_plan, is_detector_checkpoint
+from yoloswap.assembly import DetectorPlan, build_detector, detector_from_plan
 from yoloswap.backbones.sources import build_backbone
-from yoloswap.checkpoint import load_checkpoint
 from yoloswap.config.options import TrainOptions, default_workers
 from yoloswap.device import resolve_device
 from yoloswap.errors import CheckpointError, UsageError
+from yoloswap.foreign_detector import read_detector_file
 from yoloswap.training import cpu_conv_guard, distributed
 from yoloswap.training.cpu_depthwise import depthwise_in_fp32
 from yoloswap.training.ema import ModelEMA
@@ -144,7 +144,13 @@ def build_model(options: TrainOptions, data: Data, resume_ckpt: dict | None, dis
     else:
         init_ckpt = _detector_checkpoint(options.weights)  # read once: decides how --weights is used
         size = (options.img_size, options.img_size)
-        given = _with_overrides(resolve_backbone(options.backbone), options, init_ckpt is not None)
+        base = resolve_backbone(options.backbone)
+        if init_ckpt is not None and "origin" in init_ckpt:  # a YOLOv5 / Ultralytics / MMYOLO detector file
+            origin = init_ckpt["origin"]
+            base = preset_from_dict(init_ckpt["config"]["preset"], origin=str(options.weights))
+            log(f"weights: {options.weights} is a {origin['codebase']} {origin['preset']} detector "
+                f"(head {base.head}, {len(init_ckpt['names'])} classes); training that architecture")
+        given = _with_overrides(base, options, init_ckpt is not None)
         if init_ckpt is None:
             given = _normalized_for_weights(given, options.backbone, log)
         preset = fit_to_size(given, size)
@@ -302,13 +308,12 @@ def _detector_checkpoint(weights: str | None) -> dict | None:
 
     A file that cannot be read is left to the backbone loader, whose error names what is wrong with it.
     """
-    if weights is None or not Path(weights).is_file() or Path(weights).suffix != ".pt":
+    if weights is None or not Path(weights).is_file() or Path(weights).suffix not in (".pt", ".pth"):
         return None
-    try:
-        ckpt = load_checkpoint(Path(weights))
+    try:  # yoloswap's own, or a YOLOv5 / Ultralytics / MMYOLO detector file read as one
+        return read_detector_file(Path(weights))
     except CheckpointError:
         return None
-    return ckpt if is_detector_checkpoint(ckpt) else None
 
 
 def _load_initial_weights(model, preset, options: TrainOptions, init_ckpt: dict | None, log):
@@ -319,8 +324,11 @@ def _load_initial_weights(model, preset, options: TrainOptions, init_ckpt: dict 
         state = init_ckpt.get("ema") or init_ckpt["model"]
         own = model.state_dict()
         fitting = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
+        other = sorted(k for k in state if k in own and own[k].shape != state[k].shape)
         model.load_state_dict(fitting, strict=False)
-        log(f"weights: {len(fitting)}/{len(own)} detector tensors from {options.weights}")
+        origin = f" ({init_ckpt['origin']['codebase']})" if "origin" in init_ckpt else ""
+        fresh = f"; {len(other)} of another shape re-initialised ({', '.join(other[:3])})" if other else ""
+        log(f"weights: loaded {len(fitting)}/{len(own)} detector tensors from {options.weights}{origin}{fresh}")
         return None
     report = load_backbone_weights(model.backbone, preset.weights, preset, min_fraction=options.min_weights_fraction)
     if report is None:
