@@ -72,7 +72,7 @@ def measure(source: str, name: str, family: str) -> dict:
     from yoloswap.backbones.probe import fit_to_size, probe_backbone, working_size
 
     row = {"source": source, "name": name, "family": family, "version": installed_versions()[source], "status": "refused",
-           "channels": "", "strides": "", "declared": "", "params": "", "img_size": "", "seconds": "", "reason": ""}
+           "channels": "", "strides": "", "declared": "", "params": "", "img_size": "", "step": "", "seconds": "", "reason": ""}
     start = time.perf_counter()
     try:
         given = library_preset(source, name)
@@ -105,9 +105,9 @@ def measure(source: str, name: str, family: str) -> dict:
             row["reason"] = "; ".join(filter(None, [row["reason"], f"no training step taken (over "
                                                     f"{STEP_MAX_PARAMS / 1e6:.0f}M backbone parameters)"]))
         elif problem := train_step(preset, step_size):
-            row["reason"] = problem
+            row["reason"], row["step"] = problem, step_size
         else:
-            row["status"] = "ok"
+            row["status"], row["step"] = "ok", step_size
     except YoloswapError as exc:
         row["reason"] = str(exc)
     except Exception as exc:  # a raw exception is a yoloswap bug; the sweep records it so it gets fixed
@@ -264,6 +264,10 @@ def write_page(rows: list[dict], elapsed: str) -> None:
             lines.append(f"\n{source}: {len(at640)} of {len(pyramid)} pyramid models "
                          f"({100 * len(at640) / len(pyramid):.1f}%) train at {PROBE_SIZE}x{PROBE_SIZE} with no setting "
                          f"(`--backbone {source}:NAME`).")
+    stepped = [r for r in rows if r["status"] == "ok" and r.get("step")]
+    lines += ["", f"{len(stepped)} of the {sum(r['status'] == 'ok' for r in rows)} ok rows took a training step "
+              "(column `step`: its input side); the others were built and probed only, by the sweep before it "
+              "trained a step (`python bench/coverage.py --fresh` measures them all again)."]
     declared = [r for r in rows if r["status"] == "ok" and r.get("declared")]
     differ = [f"{r['source']}:{r['name']} ({r['channels']} vs {r['declared']})"
               for r in declared if r["declared"] != r["channels"]]
@@ -359,7 +363,7 @@ def main() -> None:
             r["version"] = versions[r["source"]]
     write_csv(rows, CSV_PATH)
     total = sum(float(r["seconds"] or 0) for r in rows)
-    note = f"Sum of the per-model build+probe times: {total / 60:.1f} min."
+    note = f"Sum of the per-model build, probe and training-step times: {total / 60:.1f} min."
     write_page(rows, note)
     print(f"{len(rows)} models in {CSV_PATH.relative_to(ROOT)} and {PAGE.relative_to(ROOT)}; {elapsed:.0f} s")
 

@@ -139,3 +139,14 @@ def test_backbones_with_such_a_stem_train_and_learn_on_the_cpu_with_and_without_
     for precision, per_epoch in losses.items():
         assert len(per_epoch) == 3, (precision, per_epoch)
         assert per_epoch[-1] < per_epoch[0], (precision, per_epoch)  # three steps on one batch: it learns
+
+
+def test_a_guarded_weight_has_nchw_strides_before_the_first_step_and_after_a_move_to_channels_last():
+    conv = nn.Conv2d(3, 48, 1, stride=2).to(memory_format=torch.channels_last)
+    assert conv.weight.stride() == (3, 1, 3, 3)  # channels_last strides, which also count as contiguous
+    guard_cpu_convolutions(conv)
+    assert conv.weight.stride() == (3, 1, 1, 1)  # an optimizer or DDP built next sees the final layout
+    conv.to(memory_format=torch.channels_last)
+    with torch.no_grad():
+        conv(torch.rand(1, 3, 8, 8))
+    assert conv.weight.stride() == (3, 1, 1, 1)

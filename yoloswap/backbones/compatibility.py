@@ -13,7 +13,7 @@ from importlib import metadata, resources
 from pathlib import Path
 
 COLUMNS = ("source", "name", "family", "version", "status", "channels", "strides", "declared", "params",
-           "img_size", "seconds", "reason")
+           "img_size", "step", "seconds", "reason")  # step: input side of the training step taken ("" none)
 CSV_PATH = Path(__file__).resolve().parent / "compatibility.csv"
 
 

@@ -34,6 +34,7 @@ def guard_cpu_convolutions(model: nn.Module) -> list[str]:
     for name, module in model.named_modules():
         if needs_guard(module):
             if not getattr(module, "_nchw_guard", False):
+                _nchw_weight(module)  # now, before an optimizer or DDP sees the parameter's strides
                 module.register_forward_pre_hook(_to_nchw)
                 module.register_forward_hook(_back_to_input_layout)
                 module._nchw_guard = True
@@ -50,12 +51,16 @@ def describe(names: list[str]) -> str:
 
 def _to_nchw(conv: nn.Conv2d, args: tuple) -> tuple:
     x = args[0]  # (B, C, H, W)
-    weight = conv.weight
-    if not _is_nchw(weight):  # a 1x1 weight in channels_last strides steers oneDNN back to its channels-last kernel
-        weight.data = weight.data.clone(memory_format=torch.contiguous_format)
+    _nchw_weight(conv)  # again, in case the model was moved to channels_last after it was guarded
     conv._nchw_guard_channels_last = x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last) \
         and not x.is_contiguous()
     return (x.contiguous(),) + tuple(args[1:])
+
+
+def _nchw_weight(conv: nn.Conv2d) -> None:
+    """A 1x1 weight in channels_last strides steers oneDNN back to its channels-last kernel: give it NCHW ones."""
+    if not _is_nchw(conv.weight):
+        conv.weight.data = conv.weight.data.clone(memory_format=torch.contiguous_format)
 
 
 def _back_to_input_layout(conv: nn.Conv2d, args: tuple, out: torch.Tensor) -> torch.Tensor:
