@@ -25,7 +25,6 @@ from yoloswap.device import resolve_device
 from yoloswap.errors import CheckpointError, UsageError
 from yoloswap.foreign_detector import read_detector_file
 from yoloswap.training import cpu_conv_guard, distributed
-from yoloswap.training.cpu_depthwise import depthwise_in_fp32
 from yoloswap.training.ema import ModelEMA
 from yoloswap.training.precision import DTYPES, amp_dtype_for, cpu_precision, seconds_per_step
 from yoloswap.training.schedule import Schedule
@@ -80,9 +79,6 @@ def build_run(options: TrainOptions, out: Path, log=print, resume_ckpt: dict | N
         guard_cpu = cpu_conv_guard.guard_cpu_convolutions(model)  # a few stem convolutions stay in NCHW
         if guard_cpu:
             log(cpu_conv_guard.describe(guard_cpu))
-        depthwise = depthwise_in_fp32(model) if options.amp else 0  # before the precision is timed: it sees this
-        if depthwise:
-            log(f"cpu: {depthwise} depthwise convolutions run in fp32 (oneDNN's bf16 backward of them is 2x slower)")
     amp_dtype = choose_precision(model, preset, plan, options, device, data.per_rank_batch, resume_ckpt, dist, log)
     run = build_optimization(options, out, preset, plan, model, data, device, amp_dtype, dist)
     run.weights_report = weights_report.to_dict() if weights_report is not None else None
@@ -182,8 +178,7 @@ def choose_precision(model, preset, plan, options: TrainOptions, device: torch.d
     if recorded in DTYPES:
         return DTYPES[recorded]
     # The anchors do not change the arithmetic, and are left out so a run and its resume agree on the key.
-    describe = {"model": preset.to_dict()["model"], "plan": {k: v for k, v in plan.to_dict().items() if k != "anchors"},
-                "depthwise": "fp32"}  # timed with training/cpu_depthwise.py's swap: not comparable with older timings
+    describe = {"model": preset.to_dict()["model"], "plan": {k: v for k, v in plan.to_dict().items() if k != "anchors"}}
     measured = cpu_precision(model, describe, batch, options.img_size, log) if dist.main else None
     return distributed.broadcast(dist, measured)
 
