@@ -5,7 +5,7 @@
 #
 # Checks the old commit out into a temporary worktree, then alternates old/new runs of bench/step_time.py (each a
 # fresh process: build_run + train_one_epoch, 2 warm-up steps, 4 timed) ROUNDS times on core CORE, and prints every
-# round, the medians, the new/old ratio and the load before and after. Both sides share one temporary yoloswap home,
+# round (CPU ms and wall ms per step), the medians, the new/old ratio and the load before and after. Both sides share one temporary yoloswap home,
 # so the bf16-or-fp32 choice is measured once (printed per run). Run it from the new checkout's root with its venv.
 set -euo pipefail
 OLD=${1:-8b0d73f}; ROUNDS=${2:-3}; BACKBONE=${3:-convnext-tiny}; SIZE=${4:-160}; CORE=${5:-1}
@@ -28,7 +28,8 @@ echo "load after: $(uptime)"
 "$PY" - "$out" <<'EOF'
 import statistics, sys
 rows = [l.split() for l in open(sys.argv[1]) if l.strip()]
-med = {s: statistics.median(float(r[1]) for r in rows if r[0] == s) for s in ("old", "new")}
-print(f"median ms/step: old {med['old']:.0f}, new {med['new']:.0f}; new/old {med['new'] / med['old']:.3f} "
-      f"({100 * (1 - med['new'] / med['old']):.0f}% cheaper)")
+for col, what in ((1, "CPU"), (2, "wall")):
+    med = {s: statistics.median(float(r[col]) for r in rows if r[0] == s) for s in ("old", "new")}
+    print(f"median {what} ms/step: old {med['old']:.0f}, new {med['new']:.0f}; new/old {med['new'] / med['old']:.3f} "
+          f"({100 * (1 - med['new'] / med['old']):.0f}% cheaper)")
 EOF
