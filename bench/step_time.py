@@ -6,8 +6,10 @@ Self-contained on purpose (it imports only what both an old and a new checkout h
 ``train_one_epoch``), so the same file times whichever yoloswap ``PYTHONPATH`` points at. The run is built as
 ``yoloswap train`` builds it (built-in set, ``--weights none``, ``--workers 0``) and stepped by ``train_one_epoch``
 on the training loader cut to ``--warmup`` batches, then ``--steps`` batches, timed. Prints one line:
-``<label> <CPU ms per step> <wall ms per step> <precision>``. On a shared machine the CPU time of the (one-thread)
-process is the steadier figure: the wall clock also counts the time other processes held the core.
+``<label> <CPU ms per step> <wall ms per step> <precision> loss <mean loss items of the timed steps>`` (the
+same seeded batches and initial weights on both sides, so a change that alters the learning shows there too). On
+a shared machine the CPU time of the (one-thread) process is the steadier figure: the wall clock also counts the
+time other processes held the core.
 """
 
 from __future__ import annotations
@@ -55,9 +57,10 @@ def main() -> None:
     run.loss_names = tuple(loss_fn.names)
     train_one_epoch(run, Cut(loader, args.warmup), loss_fn, 0)
     t0, c0 = time.perf_counter(), time.process_time()
-    train_one_epoch(run, Cut(loader, args.steps), loss_fn, 1)
+    losses, _ = train_one_epoch(run, Cut(loader, args.steps), loss_fn, 1)
     ms, cpu_ms = (1000 * (time.perf_counter() - t0) / args.steps, 1000 * (time.process_time() - c0) / args.steps)
-    print(f"{args.label} {cpu_ms:.0f} {ms:.0f} {'bf16' if run.amp_dtype == torch.bfloat16 else 'fp32'}", flush=True)
+    print(f"{args.label} {cpu_ms:.0f} {ms:.0f} {'bf16' if run.amp_dtype == torch.bfloat16 else 'fp32'} "
+          f"loss {' '.join(f'{v:.4f}' for v in losses)}", flush=True)
 
 
 if __name__ == "__main__":
