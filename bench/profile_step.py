@@ -1,231 +1,258 @@
-"""Where a training step's time goes, for one preset at one size, as yoloswap's own loop runs it.
+"""Where a training step goes: torch.profiler over N steps of yoloswap's own loop, split into parts.
 
-    python bench/profile_step.py --preset convnext-tiny --img-size 160 --threads 1
-    python bench/profile_step.py --preset yolov5n resnet50 mobilenetv3-small --steps 6 --json prof.json
+    PYTHONPATH=. python bench/profile_step.py --backbone convnext-tiny --head yolov8 --img-size 160 --steps 6 --threads 1
 
-The run is built by ``training.setup.build_run`` on the built-in set (the same model, precision, optimizer, EMA
-and loader the trainer uses), then:
+The run is built by ``train.setup.build_run`` and stepped by ``train.loop.train_one_epoch`` (the loop the CLI runs,
+on a loader cut to ``--warmup + --steps`` batches of the built-in set, or ``--data``); nothing of the step is
+re-implemented here. Only ranges are added around what the loop already does:
 
-1. **the loop's step**: ``training.loop.train_one_epoch`` over ``--steps`` batches (after ``--warmup``), timed
-   as a whole, and once more under ``torch.profiler`` for the top operators by self CPU (or CUDA) time;
-2. **its parts, each alone on the same batch**: the loader's wait for a batch, backbone forward + backward,
-   neck forward + backward, head forward + backward, loss and assigner forward + backward, optimizer step + EMA.
-   Each part's input is detached and needs grad, so its backward is its own; the parts' sum next to the loop's
-   step shows what the split leaves out (autograd's bookkeeping across parts, the schedule, the read-out);
-3. **FLOPs**: forward GFLOPs of the detector at the size (torch's FlopCounterMode) × 3 for a training step,
-   against the peak of ``torch.mm`` measured here on 2048² (bf16 and fp32), so a step's share of the peak is known.
+- ``data wait``: the loader's ``next()`` (with ``--workers 0``: the mosaic/letterbox work itself);
+- ``backbone fwd`` / ``neck fwd`` / ``head fwd``: forward hooks on the detector's three parts;
+- ``loss+assigner``: the head's loss callable (forward only);
+- ``loss bwd`` / ``head bwd`` / ``neck bwd`` / ``backbone bwd``: the backward pass cut where the gradient reaches
+  each part (a hook on the loss, then backward pre-hooks on head, neck and backbone);
+- ``optimizer+EMA``: the loop's optimizer step (unscale, clip, step, zero_grad, EMA update);
+- ``host syncs``: the loop's read-back of the loss items.
 
-A benchmark, not a test: it prints a table per preset (and ``--json``). Pin it to a core for one-core figures
-(``taskset -c 1 python bench/profile_step.py --threads 1``) and say what else ran beside it.
+It prints the time per part, the top 15 operators by self time, and the FLOPs of one step (forward + backward,
+``torch.utils.flop_counter``) against the peak of a large square ``torch.mm`` in bf16 and fp32 measured here with
+the same thread count. On CUDA the parts are CPU-side ranges (the device time is in the operator table).
 """
 
 from __future__ import annotations
 
 import argparse
 import itertools
-import json
-import os
-import platform
 import statistics
-import sys
-import tempfile
 import time
 from pathlib import Path
+import tempfile
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from yoloswap.config.options import TrainOptions  # noqa: E402
-from yoloswap.training import loop  # noqa: E402
-from yoloswap.training.precision import autocast_for  # noqa: E402
-from yoloswap.training.setup import build_run  # noqa: E402
+PARTS = ("data wait", "backbone fwd", "neck fwd", "head fwd", "loss+assigner", "loss bwd", "head bwd", "neck bwd",
+         "backbone bwd", "optimizer+EMA", "host syncs")
 
 
-def matmul_peak(dtype: torch.dtype, n: int = 2048, seconds: float = 1.5) -> float:
-    """GFLOP/s of ``torch.mm`` on n×n matrices in ``dtype``, best of the calls made in ``seconds``."""
-    a, b = torch.randn(n, n).to(dtype), torch.randn(n, n).to(dtype)
-    torch.mm(a, b)
-    best, end = float("inf"), time.perf_counter() + seconds
-    while time.perf_counter() < end:
-        t = time.perf_counter()
+class _Range:
+    """A named profiler range opened in one hook and closed in another (same thread), also timed by the clock."""
+
+    def __init__(self, totals: dict):
+        self.totals, self.open = totals, None
+
+    def start(self, name: str) -> None:
+        self.stop()
+        rf = torch.autograd.profiler.record_function(name)
+        rf.__enter__()
+        self.open = (name, rf, time.perf_counter())
+
+    def stop(self) -> None:
+        if self.open is not None:
+            name, rf, t0 = self.open
+            rf.__exit__(None, None, None)
+            self.totals[name] = self.totals.get(name, 0.0) + time.perf_counter() - t0
+            self.open = None
+
+
+def instrument(run, loss_fn, totals: dict, bwd: _Range):
+    """Hooks on the detector's parts and wrappers on the loss, the optimizer step and the read-out, each adding a
+    named range; returns the wrapped loss callable."""
+    from yoloswap.training import loop
+    from yoloswap.training.ema import unwrap
+
+    model = unwrap(run.model)
+    fwd = _Range(totals)
+
+    def on_outputs(outputs, name):
+        """The gradient has reached this part's outputs (the engine runs them after every later op): the part
+        after it, in backward order, is done."""
+        for o in outputs if isinstance(outputs, (list, tuple)) else [outputs]:
+            if isinstance(o, torch.Tensor) and o.requires_grad:
+                o.register_hook(lambda g: (bwd.start(f"{name} bwd") if bwd.open is None or
+                                           bwd.open[0] != f"{name} bwd" else None, g)[1])
+
+    handles = []
+    for name, part in (("backbone", model.backbone), ("neck", model.neck), ("head", model.head)):
+        handles.append(part.register_forward_pre_hook(lambda m, a, n=name: fwd.start(f"{n} fwd")))
+        handles.append(part.register_forward_hook(lambda m, a, o, n=name: (fwd.stop(), on_outputs(o, n))[0]))
+
+    def timed(name, fn):
+        def wrapper(*args, **kwargs):
+            with torch.autograd.profiler.record_function(name):
+                t0 = time.perf_counter()
+                try:
+                    return fn(*args, **kwargs)
+                finally:
+                    totals[name] = totals.get(name, 0.0) + time.perf_counter() - t0
+        return wrapper
+
+    def loss_with_ranges(outputs, targets):
+        bwd.stop()  # the previous step's backbone bwd ended before this forward
+        loss, items = timed("loss+assigner", loss_fn)(outputs, targets)
+        loss.register_hook(lambda g: (bwd.start("loss bwd"), g)[1])
+        return loss, items
+
+    originals = (loop._optimizer_step, loop._read_out)
+
+    def optimizer_step(r):
+        bwd.stop()
+        return timed("optimizer+EMA", originals[0])(r)
+
+    def restore():
+        loop._optimizer_step, loop._read_out = originals
+        for handle in handles:
+            handle.remove()
+
+    loop._optimizer_step = optimizer_step
+    loop._read_out = timed("host syncs", originals[1])
+    return loss_with_ranges, restore
+
+
+class _CutLoader:
+    """The run's training loader cut to ``n`` batches, its ``next()`` timed as ``data wait``."""
+
+    def __init__(self, loader, n: int, totals: dict, bwd: _Range):
+        self.loader, self.n, self.totals, self.bwd = loader, n, totals, bwd
+        self.dataset = loader.dataset
+
+    def __len__(self):
+        return self.n
+
+    def __iter__(self):
+        it = iter(itertools.islice(itertools.cycle(self.loader), self.n))
+        while True:
+            self.bwd.stop()
+            with torch.autograd.profiler.record_function("data wait"):
+                t0 = time.perf_counter()
+                try:
+                    batch = next(it)
+                except StopIteration:
+                    return
+                self.totals["data wait"] = self.totals.get("data wait", 0.0) + time.perf_counter() - t0
+            yield batch
+
+
+def mm_peak(dtype: torch.dtype, device: torch.device, n: int = 2048, reps: int = 5) -> float:
+    """GFLOP/s of the best of ``reps`` ``torch.mm`` of two n×n matrices."""
+    a = torch.randn(n, n, device=device).to(dtype)
+    b = torch.randn(n, n, device=device).to(dtype)
+    best = float("inf")
+    for _ in range(reps + 1):
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        t0 = time.perf_counter()
         torch.mm(a, b)
-        best = min(best, time.perf_counter() - t)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        best = min(best, time.perf_counter() - t0)
     return 2 * n**3 / best / 1e9
 
 
-class _Batches:
-    """The first ``n`` batches of a loader, with a length (the loop sizes its epoch by ``len``)."""
+def step_flops(run, loss_fn, loader) -> int:
+    """FLOPs of one training step's forward + backward (convolutions and matrix products), counted by torch."""
+    from torch.utils.flop_counter import FlopCounterMode
 
-    def __init__(self, batches: list) -> None:
-        self.batches = batches
+    from yoloswap.training.precision import autocast_for
 
-    def __len__(self) -> int:
-        return len(self.batches)
-
-    def __iter__(self):
-        return iter(self.batches)
-
-
-def _timed(fn, repeats: int) -> float:
-    """Median seconds of ``fn()`` over ``repeats`` calls, after one untimed call."""
-    fn()
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
-
-
-def _fwd_bwd(module, inputs, amp_dtype, device, reduce, owner):
-    """A closure: forward ``module`` on detached copies of ``inputs`` that need grad, then backward of a sum;
-    ``owner`` (the detector) drops the gradients after each call."""
-
-    def step():
-        xs = [t.detach().requires_grad_(t.is_floating_point()) for t in inputs]
-        with autocast_for(device, amp_dtype):
-            out = module(*xs)
-        reduce(out).backward()
-        owner.zero_grad(set_to_none=True)
-
-    return step
-
-
-def _sum_all(out) -> torch.Tensor:
-    if isinstance(out, torch.Tensor):
-        return out.float().mean()
-    if isinstance(out, (list, tuple)):
-        return sum(_sum_all(o) for o in out)
-    return out[0].float()  # (loss, items)
-
-
-def profile_preset(preset: str, img_size: int, batch_size: int, steps: int, warmup: int, device: str,
-                   head: str | None) -> dict:
-    with tempfile.TemporaryDirectory() as tmp:
-        given = dict(backbone=preset, img_size=img_size, batch_size=batch_size, workers=0, weights="none",
-                     epochs=1, device=device, seed=0)
-        if head:
-            given["head"] = head
-        options = TrainOptions.for_data(None, given)
-        run, (train_loader, _) = build_run(options, Path(tmp) / "run", log=lambda *a, **k: None)
-        it = iter(train_loader)
-        t = time.perf_counter()
-        batches = [next(it) for _ in range(warmup + steps)]
-        data_s = (time.perf_counter() - t) / len(batches)
-        model = loop.unwrap(run.model)
-        loss_fn = model.head.make_loss(img_size)
-        dev = run.device
-
-        # 1. the loop's own step
-        loop.train_one_epoch(run, _Batches(batches[:warmup]), loss_fn, 0)
-        t = time.perf_counter()
-        loop.train_one_epoch(run, _Batches(batches[warmup:]), loss_fn, 0)
-        step_s = (time.perf_counter() - t) / steps
-        activities = [torch.profiler.ProfilerActivity.CPU]
-        if dev.type == "cuda":
-            activities.append(torch.profiler.ProfilerActivity.CUDA)
-        with torch.profiler.profile(activities=activities) as prof:
-            loop.train_one_epoch(run, _Batches(batches[warmup:]), loss_fn, 0)
-        key = "self_cuda_time_total" if dev.type == "cuda" else "self_cpu_time_total"
-        events = sorted(prof.key_averages(), key=lambda e: getattr(e, key), reverse=True)
-        total_us = sum(getattr(e, key) for e in events) or 1.0
-        top = [{"op": e.key, "ms_per_step": getattr(e, key) / 1e3 / steps, "share": getattr(e, key) / total_us,
-                "calls_per_step": e.count / steps} for e in events[:15]]
-
-        # 2. the parts, each alone on the first timed batch
-        images, targets, _ = batches[warmup]
-        x = (images.to(dev).float() / 255).contiguous(memory_format=torch.channels_last)
-        targets = targets.to(dev)
-        model.train()
-        with torch.no_grad(), autocast_for(dev, run.amp_dtype):
-            x = ((x - model.mean) / model.std).contiguous(memory_format=torch.channels_last)  # as Detector.forward
-            feats = [f.float() for f in model.backbone(x)]
-            neck_out = [f.float() for f in model.neck(feats)]
-            raw = [o.float() for o in model.head(neck_out)]
-        repeats = max(steps // 2, 2)
-        parts = {
-            "data (loader, one process)": data_s,
-            "backbone fwd+bwd": _timed(_fwd_bwd(model.backbone, [x], run.amp_dtype, dev, _sum_all, model), repeats),
-            "neck fwd+bwd": _timed(_fwd_bwd(lambda *f: model.neck(list(f)), feats, run.amp_dtype, dev, _sum_all, model),
-                                   repeats),
-            "head fwd+bwd": _timed(_fwd_bwd(lambda *f: model.head(list(f)), neck_out, run.amp_dtype, dev, _sum_all, model),
-                                   repeats),
-            "loss + assigner fwd+bwd": _timed(_loss_step(loss_fn, raw, targets), repeats),
-            "optimizer + EMA": _timed(lambda: _optimizer_only(run), repeats),
-        }
-
-        # 3. FLOPs of a step against the measured matmul peak
-        from yoloswap.models.complexity import count_gflops
-
-        fwd = count_gflops(model, torch.zeros(batch_size, 3, img_size, img_size, device=dev),
-                           call=lambda t: model(t))
-        step_gflop = 3 * fwd
-        return {"preset": preset, "img_size": img_size, "batch": batch_size, "steps": steps,
-                "amp": str(run.amp_dtype).replace("torch.", "") if run.amp_dtype else "fp32",
-                "step_s": step_s, "img_per_s": batch_size / step_s, "parts_s": parts,
-                "step_gflop": step_gflop, "gflops_achieved": step_gflop / step_s, "top_ops": top}
-
-
-def _loss_step(loss_fn, raw, targets):
-    def step():
-        outs = [o.detach().requires_grad_(True) for o in raw]
-        loss, _ = loss_fn(outs, targets)
+    images, targets, _ = next(iter(loader))
+    x = (images.float() / 255).to(run.device).contiguous(memory_format=torch.channels_last)
+    counter = FlopCounterMode(display=False)
+    with counter:
+        with autocast_for(run.device, run.amp_dtype):
+            outputs = run.model(x)
+        loss, _ = loss_fn([o.float() for o in outputs], targets.to(run.device))
         loss.backward()
-
-    return step
-
-
-def _optimizer_only(run) -> None:
-    """The loop's optimizer step (unscale, clip, step, EMA) on gradients that exist."""
-    for p in run.model.parameters():
-        if p.requires_grad and p.grad is None:
-            p.grad = torch.zeros_like(p)
-    loop._optimizer_step(run)
-
-
-def report(r: dict, peaks: dict) -> str:
-    lines = [f"### {r['preset']} at {r['img_size']} px, batch {r['batch']}, {r['amp']}", "",
-             f"loop step: **{r['step_s'] * 1e3:.0f} ms** ({r['img_per_s']:.1f} img/s); "
-             f"{r['step_gflop']:.1f} GFLOP per step (3 × forward) → {r['gflops_achieved']:.0f} GFLOP/s = "
-             f"{r['gflops_achieved'] / peaks['bf16' if r['amp'] == 'bfloat16' else 'fp32']:.0%} of the "
-             f"{'bf16' if r['amp'] == 'bfloat16' else 'fp32'} matmul peak", "",
-             "| part, alone | ms | share of the loop step |", "|---|---:|---:|"]
-    for name, s in r["parts_s"].items():
-        lines.append(f"| {name} | {s * 1e3:.1f} | {s / r['step_s']:.0%} |")
-    parts = sum(v for k, v in r["parts_s"].items() if not k.startswith("data"))
-    lines += [f"| sum of the model parts | {parts * 1e3:.1f} | {parts / r['step_s']:.0%} |", "",
-              "| top operators (self time) | ms/step | share | calls/step |", "|---|---:|---:|---:|"]
-    for op in r["top_ops"]:
-        lines.append(f"| `{op['op']}` | {op['ms_per_step']:.1f} | {op['share']:.0%} | {op['calls_per_step']:.0f} |")
-    return "\n".join(lines)
+    run.optimizer.zero_grad(set_to_none=True)
+    return counter.get_total_flops()
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--preset", nargs="+", default=["convnext-tiny", "yolov5n", "resnet50", "mobilenetv3-small"])
-    parser.add_argument("--img-size", type=int, default=160)
-    parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--steps", type=int, default=6)
-    parser.add_argument("--warmup", type=int, default=2)
-    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's own)")
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--head", default=None, help="yolov5 or yolov8 (default: the preset's)")
-    parser.add_argument("--json", type=Path, default=None)
-    args = parser.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    peaks = {"bf16": matmul_peak(torch.bfloat16), "fp32": matmul_peak(torch.float32)}
-    print(f"## profile_step on {platform.processor() or platform.machine()}, torch {torch.__version__}, "
-          f"{torch.get_num_threads()} thread(s), load {os.getloadavg()[0]:.2f}; matmul peak 2048²: "
-          f"bf16 {peaks['bf16']:.0f} GFLOP/s, fp32 {peaks['fp32']:.0f} GFLOP/s\n", flush=True)
-    results = []
-    for preset in args.preset:
-        r = profile_preset(preset, args.img_size, args.batch_size, args.steps, args.warmup, args.device, args.head)
-        results.append(r)
-        print(report(r, peaks) + "\n", flush=True)
-    if args.json:
-        args.json.write_text(json.dumps({"peaks": peaks, "results": results}, indent=1))
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--backbone", default="convnext-tiny")
+    p.add_argument("--head", default="yolov8")
+    p.add_argument("--img-size", type=int, default=160)
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--steps", type=int, default=6, help="profiled steps")
+    p.add_argument("--warmup", type=int, default=2, help="steps before the profile (oneDNN picks kernels)")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--data", default=None)
+    p.add_argument("--weights", default="none")
+    p.add_argument("--amp", default="auto", choices=("auto", "bf16", "fp32"),
+                   help="auto: what a run chooses (measured per model on a CPU)")
+    p.add_argument("--trace", default=None, help="write a Chrome trace here")
+    args = p.parse_args()
+    torch.set_num_threads(args.threads)
+
+    from yoloswap.config.options import TrainOptions
+    from yoloswap.training.loop import train_one_epoch
+    from yoloswap.training.setup import build_run
+
+    given = {"backbone": args.backbone, "head": args.head, "img_size": args.img_size, "batch_size": args.batch_size,
+             "weights": args.weights, "device": args.device, "workers": 0, "amp": args.amp != "fp32",
+             "epochs": 16}
+    options = TrainOptions.for_data(args.data, given)
+    quiet = lambda *a, **k: None  # noqa: E731
+    run, (train_loader, _) = build_run(options, Path(tempfile.mkdtemp()), quiet)
+    if args.amp == "bf16":
+        run.amp_dtype = torch.bfloat16
+    from yoloswap.training.ema import unwrap
+
+    loss_fn = unwrap(run.model).head.make_loss(options.img_size)
+    run.loss_names = tuple(loss_fn.names)
+    flops = step_flops(run, loss_fn, train_loader)
+
+    totals: dict = {}
+    bwd = _Range(totals)
+    wrapped_loss, restore = instrument(run, loss_fn, totals, bwd)
+    try:
+        train_one_epoch(run, _CutLoader(train_loader, args.warmup, totals, bwd), wrapped_loss, 0)
+        totals.clear()
+        activities = [torch.profiler.ProfilerActivity.CPU]
+        if run.device.type == "cuda":
+            activities.append(torch.profiler.ProfilerActivity.CUDA)
+        with torch.profiler.profile(activities=activities) as prof:
+            t0 = time.perf_counter()
+            train_one_epoch(run, _CutLoader(train_loader, args.steps, totals, bwd), wrapped_loss, 1)
+            if run.device.type == "cuda":
+                torch.cuda.synchronize()
+            wall = time.perf_counter() - t0
+        bwd.stop()
+    finally:
+        restore()
+    # the same steps again without the profiler and the hooks: their own overhead is not the step's
+    t0 = time.perf_counter()
+    train_one_epoch(run, _CutLoader(train_loader, args.steps, {}, _Range({})), loss_fn, 2)
+    plain = (time.perf_counter() - t0) / args.steps
+
+    per_step = wall / args.steps
+    precision = {torch.bfloat16: "bf16", torch.float16: "fp16", None: "fp32"}[run.amp_dtype]
+    print(f"\n## {args.backbone} + {args.head}, {args.img_size} px, batch {args.batch_size}, {precision}, "
+          f"{args.threads} thread(s), {run.device}")
+    print(f"step: {1000 * plain:.0f} ms without the profiler, {1000 * per_step:.0f} ms under it "
+          f"({args.steps} steps after {args.warmup} warm-up)\n")
+    print("| part | ms / step | share |\n|---|---:|---:|")
+    for name in PARTS:
+        ms = 1000 * totals.get(name, 0.0) / args.steps
+        print(f"| {name} | {ms:.1f} | {100 * ms / (1000 * per_step):.0f}% |")
+    rest = per_step - sum(totals.get(n, 0.0) for n in PARTS) / args.steps
+    print(f"| other (loop, schedule, casts) | {1000 * rest:.1f} | {100 * rest / per_step:.0f}% |")
+
+    sort = "self_cuda_time_total" if run.device.type == "cuda" else "self_cpu_time_total"
+    events = [e for e in prof.key_averages() if e.key not in PARTS and not e.key.startswith("Optimizer.")
+              and not e.key.startswith("ProfilerStep")]
+    events.sort(key=lambda e: getattr(e, sort), reverse=True)
+    print("\n| top operator (self time) | ms / step | calls / step |\n|---|---:|---:|")
+    for e in events[:15]:
+        print(f"| `{e.key}` | {getattr(e, sort) / 1000 / args.steps:.1f} | {e.count / args.steps:.0f} |")
+
+    bf16_peak, fp32_peak = mm_peak(torch.bfloat16, run.device), mm_peak(torch.float32, run.device)
+    achieved = flops / plain / 1e9
+    print(f"\nFLOPs per step (fwd + bwd): {flops / 1e9:.1f} G → {achieved:.0f} GFLOP/s at {1000 * plain:.0f} ms; "
+          f"torch.mm 2048² peak here: bf16 {bf16_peak:.0f}, fp32 {fp32_peak:.0f} GFLOP/s → "
+          f"{100 * achieved / (bf16_peak if precision == 'bf16' else fp32_peak):.0f}% of the {precision} peak")
+    if args.trace:
+        prof.export_chrome_trace(args.trace)
 
 
 if __name__ == "__main__":

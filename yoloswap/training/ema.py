@@ -26,8 +26,9 @@ class ModelEMA:
 
     @torch.no_grad()
     def update(self, model: nn.Module) -> None:
-        """One averaging step: two ``torch._foreach_*`` calls over all float tensors (a few kernels in all, not
-        two per tensor), integer buffers copied. Never reads a value back to the host."""
+        """One averaging step: one ``torch._foreach_lerp_`` over all float tensors (``ema + (1 − d)·(model − ema)``:
+        one pass over the weights, not a multiply and an add), integer buffers copied. Never reads a value back to
+        the host."""
         self.updates += 1
         d = self.current_decay()
         source = unwrap(model).state_dict()
@@ -39,8 +40,7 @@ class ModelEMA:
             else:
                 value.copy_(source[key])
         if mine:
-            torch._foreach_mul_(mine, d)
-            torch._foreach_add_(mine, theirs, alpha=1 - d)
+            torch._foreach_lerp_(mine, theirs, 1 - d)
 
 
 def unwrap(model: nn.Module) -> nn.Module:

@@ -24,6 +24,7 @@ from yoloswap.config.options import TrainOptions, default_workers
 from yoloswap.device import resolve_device
 from yoloswap.errors import CheckpointError, UsageError
 from yoloswap.foreign_detector import read_detector_file
+from yoloswap.models.depthwise import use_fast_depthwise_backward
 from yoloswap.training import cpu_conv_guard, distributed
 from yoloswap.training.ema import ModelEMA
 from yoloswap.training.precision import DTYPES, amp_dtype_for, cpu_precision, seconds_per_step
@@ -79,6 +80,7 @@ def build_run(options: TrainOptions, out: Path, log=print, resume_ckpt: dict | N
         guard_cpu = cpu_conv_guard.guard_cpu_convolutions(model)  # a few stem convolutions stay in NCHW
         if guard_cpu:
             log(cpu_conv_guard.describe(guard_cpu))
+        use_fast_depthwise_backward(model)  # oneDNN's depthwise backward is slow: same gradients by a faster route
     amp_dtype = choose_precision(model, preset, plan, options, device, data.per_rank_batch, resume_ckpt, dist, log)
     run = build_optimization(options, out, preset, plan, model, data, device, amp_dtype, dist)
     run.weights_report = weights_report.to_dict() if weights_report is not None else None
