@@ -25,9 +25,10 @@ def _commands(page: Path) -> list[str]:
     found = []
     for block in FENCE.findall(page.read_text()):
         for line in block.replace("\\\n", " ").splitlines():
-            line = line.split(" #")[0].strip()
+            line = re.sub(r"^(\$ )?([A-Z_]+=\S* )*", "", line.split(" #")[0].strip())  # a prompt, env settings
             at = line.find("yoloswap ")
-            if at < 0 or line.startswith(("import", "from", "pip")) or "yoloswap." in line[:at + 9]:
+            launcher = line.startswith((".venv/bin/yoloswap ", "torchrun ", "python -m ")) and "yoloswap " in line
+            if at < 0 or not (at == 0 or launcher):  # output lines and prose that mention yoloswap are not commands
                 continue
             found.append(line[at:])
     return found
