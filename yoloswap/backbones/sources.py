@@ -132,10 +132,15 @@ def build_backbone(spec: "ModelSpec | Preset", drop_path_rate: float = 0.0) -> "
     """Build ``spec``'s backbone with random weights (loading pretrained weights is a separate step).
 
     ``spec`` is a :class:`ModelSpec`; a whole :class:`Preset` is accepted too and stands for its ``model`` and
-    ``drop_path_rate`` (what training and assembly have at hand). Call it inside ``with torch.device("meta"):``
+    ``drop_path_rate`` (what training and assembly have at hand), and its ``act``/``norm`` overrides apply
+    (``backbones/overrides.py``). Call it inside ``with torch.device("meta"):``
     to get a shape-only model that allocates nothing.
     """
     if hasattr(spec, "model"):  # a Preset
+        from yoloswap.backbones.overrides import build_overridden, has_overrides
+
+        if has_overrides(spec):
+            return build_overridden(spec)
         spec, drop_path_rate = spec.model, spec.drop_path_rate
     return get_source(spec.source).build(spec, drop_path_rate)
 
