@@ -12,7 +12,6 @@ Gates are not layer activations and are left alone: sigmoid/hard-sigmoid in SE a
 
 from __future__ import annotations
 
-import dataclasses
 import inspect
 from collections.abc import Callable
 from typing import TYPE_CHECKING
@@ -22,7 +21,6 @@ from torch import nn
 from yoloswap.models.activations import ACTIVATION_TYPES, ACTIVATIONS, NormSpec, act_names_in, check_act
 
 if TYPE_CHECKING:
-    from yoloswap.backbones.adapter import FeatureBackbone
     from yoloswap.config.presets import Preset
 
 # yoloswap's own act names -> timm's act_layer names (timm.layers.create_act)
@@ -89,31 +87,10 @@ def override_part(model: nn.Module, preset: "Preset", label: str) -> list[str]:
     return notes
 
 
+def timm_act_kwargs(preset: "Preset") -> dict:
+    """timm's ``act_layer`` for the preset's act (empty without one)."""
+    return {"act_layer": TIMM_ACT_NAMES[check_act(preset.act, "act")]} if preset.act else {}
+
+
 def has_overrides(preset: "Preset") -> bool:
     return bool(preset.act) or preset.norm is not None
-
-
-def build_overridden(preset: "Preset") -> "FeatureBackbone":
-    """Build ``preset``'s backbone with its act/norm: at construction where the model takes them, else replaced."""
-    from yoloswap.backbones.cspdarknet_source import OWN_MODELS
-    from yoloswap.backbones.sources import get_source
-    from yoloswap.errors import YoloswapError
-
-    spec, source = preset.model, get_source(preset.model.source)
-    extra: dict = {}
-    if spec.source == "yoloswap" and spec.name in OWN_MODELS:
-        extra = construction_kwargs(preset, OWN_MODELS[spec.name]())
-    elif spec.source == "timm" and preset.act:
-        extra = {"act_layer": TIMM_ACT_NAMES[check_act(preset.act, "act")]}
-    backbone = None
-    if extra:
-        try:
-            backbone = source.build(dataclasses.replace(spec, kwargs={**spec.kwargs, **extra}), preset.drop_path_rate)
-        except YoloswapError:
-            if spec.source != "timm":
-                raise
-            # this timm model's constructor has no act_layer: build it plainly and replace its modules below
-    if backbone is None:
-        backbone = source.build(spec, preset.drop_path_rate)
-    backbone.override_notes = tuple(override_part(backbone.body, preset, f"{spec.source}:{spec.name}"))
-    return backbone

@@ -137,12 +137,41 @@ def build_backbone(spec: "ModelSpec | Preset", drop_path_rate: float = 0.0) -> "
     to get a shape-only model that allocates nothing.
     """
     if hasattr(spec, "model"):  # a Preset
-        from yoloswap.backbones.overrides import build_overridden, has_overrides
+        from yoloswap.backbones.overrides import has_overrides
 
         if has_overrides(spec):
-            return build_overridden(spec)
+            return _build_overridden(spec)
         spec, drop_path_rate = spec.model, spec.drop_path_rate
     return get_source(spec.source).build(spec, drop_path_rate)
+
+
+def _build_overridden(preset: "Preset") -> "FeatureBackbone":
+    """Build ``preset``'s backbone with its act/norm: at construction where the model takes them (own backbones,
+    timm's ``act_layer``), then replaced in whatever still differs (``backbones/overrides.py``)."""
+    import dataclasses
+
+    from yoloswap.backbones.cspdarknet_source import OWN_MODELS
+    from yoloswap.backbones.overrides import construction_kwargs, override_part, timm_act_kwargs
+    from yoloswap.errors import YoloswapError
+
+    spec, source = preset.model, get_source(preset.model.source)
+    extra: dict = {}
+    if spec.source == "yoloswap" and spec.name in OWN_MODELS:
+        extra = construction_kwargs(preset, OWN_MODELS[spec.name]())
+    elif spec.source == "timm":
+        extra = timm_act_kwargs(preset)
+    backbone = None
+    if extra:
+        try:
+            backbone = source.build(dataclasses.replace(spec, kwargs={**spec.kwargs, **extra}), preset.drop_path_rate)
+        except YoloswapError:
+            if spec.source != "timm":
+                raise
+            # this timm model's constructor has no act_layer: build it plainly and replace its modules below
+    if backbone is None:
+        backbone = source.build(spec, preset.drop_path_rate)
+    backbone.override_notes = tuple(override_part(backbone.body, preset, f"{spec.source}:{spec.name}"))
+    return backbone
 
 
 def library_models(source: str) -> list[str]:
