@@ -14,6 +14,7 @@ from pathlib import Path
 
 import torch
 
+from yoloswap.backbones.overrides import has_overrides, override_part
 from yoloswap.backbones.probe import ProbeResult, probe_backbone, runs_at
 from yoloswap.backbones.sources import build_backbone
 from yoloswap.checkpoint import load_checkpoint
@@ -131,6 +132,9 @@ def plan_detector(probed: ProbeResult | tuple[int, int, int], preset: Preset, nu
 def detector_from_plan(backbone: torch.nn.Module, plan: DetectorPlan, preset: Preset) -> Detector:
     neck = YOLOv5PAFPN(plan.backbone_channels, plan.neck_channels, plan.neck_depth)
     head = HEADS[check_head(plan.head, "plan 'head'")](neck.out_channels, plan)
+    if preset.act_scope == "all" and has_overrides(preset):  # the backbone got them when it was built
+        override_part(neck, preset, "the neck")
+        override_part(head, preset, "the head")
     return Detector(backbone, neck, head, preset.normalize.mean, preset.normalize.std)
 
 
@@ -150,6 +154,7 @@ def build_detector(preset: Preset, num_classes: int, img_size: tuple[int, int] =
 
 def describe_detector(model: Detector, plan: DetectorPlan, img_size: tuple[int, int]) -> dict:
     """Parameters and GFLOPs (2×MACs, at ``img_size``) of backbone, neck, head (with its decode) and total."""
+    from yoloswap.models.activations import act_names_in
     from yoloswap.models.complexity import count_gflops, count_params
 
     device = next(model.parameters()).device
@@ -174,6 +179,7 @@ def describe_detector(model: Detector, plan: DetectorPlan, img_size: tuple[int, 
         "num_classes": plan.num_classes,
         "head": plan.head,
         "img_size": list(img_size),
+        "activations": {part: act_names_in(getattr(model, part)) for part in ("backbone", "neck", "head")},
         "parts": {k: {"params": v["params"], "gflops": round(v["gflops"], 4)} for k, v in parts.items()},
     }
 

@@ -54,6 +54,8 @@ class FeatureBackbone(nn.Module):
     # Set by a source whose model was built for a size other than its pretrained one: turns a checkpoint's
     # size-dependent tensors (relative-position tables) into this build's shapes before weights are matched.
     adapt_weights: Callable[[dict[str, torch.Tensor]], dict[str, torch.Tensor]] | None = None
+    # Set by backbones/overrides.py: one line per act/norm override that could not apply to this body.
+    override_notes: tuple[str, ...] = ()
 
     def train(self, mode: bool = True) -> "FeatureBackbone":
         """Like ``nn.Module.train``, but frozen stages (and, with ``norm_eval``, all BatchNorms) stay in eval mode,

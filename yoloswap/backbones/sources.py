@@ -30,8 +30,8 @@ class Source:
         models: every model name the source can build.
         create: ``create(name)`` returns the whole library model (random weights, current default device), for
             questions about its layers (which optimizer suits it) rather than its features.
-        by_name: whether ``--backbone NAME:MODEL`` reaches it (the libraries); yoloswap's own CSPDarknet is
-            reached through its presets, which also set its depth and width.
+        by_name: whether ``--backbone NAME:MODEL`` reaches it (the libraries); yoloswap's own YOLO-family
+            backbones are reached through their presets, which also set its depth and width.
         size_kwarg: the constructor keyword that builds a fixed-size model (windowed attention, position tables)
             for another input size, ``[H, W]``; ``None`` when the source has none (see ``probe.fit_to_size``).
     """
@@ -84,16 +84,22 @@ def _create_torchvision(name: str) -> "nn.Module":
     return construct(lambda: torchvision.models.get_model(name, weights=None), f"torchvision:{name}")
 
 
-def _build_cspdarknet(spec: "ModelSpec", drop_path_rate: float) -> "FeatureBackbone":
-    from yoloswap.backbones.cspdarknet_source import build_cspdarknet_backbone
+def _build_own(spec: "ModelSpec", drop_path_rate: float) -> "FeatureBackbone":
+    from yoloswap.backbones.cspdarknet_source import build_own_backbone
 
-    return build_cspdarknet_backbone(spec.name, spec.kwargs)
+    return build_own_backbone(spec.name, spec.kwargs)
 
 
-def _create_cspdarknet(name: str) -> "nn.Module":
-    from yoloswap.config.presets import ModelSpec, Preset
+def _own_models() -> list[str]:
+    from yoloswap.backbones.cspdarknet_source import OWN_MODELS
 
-    return _build_cspdarknet(ModelSpec("yoloswap", name), 0.0).body
+    return list(OWN_MODELS)
+
+
+def _create_own(name: str) -> "nn.Module":
+    from yoloswap.config.presets import ModelSpec
+
+    return _build_own(ModelSpec("yoloswap", name), 0.0).body
 
 
 SOURCES: dict[str, Source] = {
@@ -101,7 +107,9 @@ SOURCES: dict[str, Source] = {
     # torchvision's one fixed-size model, MaxViT-T, takes an input_size but keeps its 7x7 partitions, which no
     # other common size divides: it runs at 224 only, and says so.
     "torchvision": Source("torchvision", _build_torchvision, _torchvision_models, _create_torchvision, by_name=True),
-    "yoloswap": Source("yoloswap", _build_cspdarknet, lambda: ["cspdarknet"], _create_cspdarknet, by_name=False),
+    # yoloswap's own YOLO-family backbones (CSPDarknet, EfficientRep, C2f CSPDarknet, CSPNeXt), reached through
+    # their presets, which set depth and width.
+    "yoloswap": Source("yoloswap", _build_own, _own_models, _create_own, by_name=False),
 }
 
 
@@ -124,12 +132,46 @@ def build_backbone(spec: "ModelSpec | Preset", drop_path_rate: float = 0.0) -> "
     """Build ``spec``'s backbone with random weights (loading pretrained weights is a separate step).
 
     ``spec`` is a :class:`ModelSpec`; a whole :class:`Preset` is accepted too and stands for its ``model`` and
-    ``drop_path_rate`` (what training and assembly have at hand). Call it inside ``with torch.device("meta"):``
+    ``drop_path_rate`` (what training and assembly have at hand), and its ``act``/``norm`` overrides apply
+    (``backbones/overrides.py``). Call it inside ``with torch.device("meta"):``
     to get a shape-only model that allocates nothing.
     """
     if hasattr(spec, "model"):  # a Preset
+        from yoloswap.backbones.overrides import has_overrides
+
+        if has_overrides(spec):
+            return _build_overridden(spec)
         spec, drop_path_rate = spec.model, spec.drop_path_rate
     return get_source(spec.source).build(spec, drop_path_rate)
+
+
+def _build_overridden(preset: "Preset") -> "FeatureBackbone":
+    """Build ``preset``'s backbone with its act/norm: at construction where the model takes them (own backbones,
+    timm's ``act_layer``), then replaced in whatever still differs (``backbones/overrides.py``)."""
+    import dataclasses
+
+    from yoloswap.backbones.cspdarknet_source import OWN_MODELS
+    from yoloswap.backbones.overrides import construction_kwargs, override_part, timm_act_kwargs
+    from yoloswap.errors import YoloswapError
+
+    spec, source = preset.model, get_source(preset.model.source)
+    extra: dict = {}
+    if spec.source == "yoloswap" and spec.name in OWN_MODELS:
+        extra = construction_kwargs(preset, OWN_MODELS[spec.name]())
+    elif spec.source == "timm":
+        extra = timm_act_kwargs(preset)
+    backbone = None
+    if extra:
+        try:
+            backbone = source.build(dataclasses.replace(spec, kwargs={**spec.kwargs, **extra}), preset.drop_path_rate)
+        except YoloswapError:
+            if spec.source != "timm":
+                raise
+            # this timm model's constructor has no act_layer: build it plainly and replace its modules below
+    if backbone is None:
+        backbone = source.build(spec, preset.drop_path_rate)
+    backbone.override_notes = tuple(override_part(backbone.body, preset, f"{spec.source}:{spec.name}"))
+    return backbone
 
 
 def library_models(source: str) -> list[str]:

@@ -27,6 +27,7 @@ def export(
     iou: Annotated[float, Opt(rich_help_panel=H.DETECTION, help="--nms IoU threshold.")] = 0.45,
     max_det: Annotated[int, Opt("--max-det", rich_help_panel=H.DETECTION, help="--nms detections per image.")] = 300,
     out_path: Annotated[Optional[Path], Opt("--out", rich_help_panel=H.OUTPUT, help="Output file (default: next to the weights).")] = None,
+    no_reparam: Annotated[bool, H.flag("--no-reparam", rich_help_panel=H.MODEL, help="Export the training form (RepVGG/MobileOne branches unfused), to measure what fusing gains.")] = False,
     device: Annotated[str, Opt(rich_help_panel=H.HARDWARE, help="cpu or cuda (export traces on it).")] = "cpu",
     check: Annotated[bool, H.flag("--check/--no-check", rich_help_panel=H.OUTPUT, help="Run the exported ONNX / OpenVINO file and compare with PyTorch (with --int8 also fp32 vs int8 mAP and latency on a few val images).")] = True,
     int8: Annotated[bool, H.flag("--int8", rich_help_panel=H.OUTPUT, help="Also write an int8 ONNX file beside it (best.int8.onnx), calibrated on --data (ONNX Runtime static quantisation, QDQ).")] = False,
@@ -47,7 +48,7 @@ def export(
     if int8 and layout != "yoloswap":
         raise UsageError("--int8 is supported with --layout yoloswap only")
     require_format(fmt)
-    source = TorchRuntime(weights, "cpu")
+    source = TorchRuntime(weights, "cpu", reparam=not no_reparam)
     spec = export_spec(source.size_for(img_size), batch=batch, dynamic=dynamic, half=half, opset=opset, nms=nms,
                        conf=conf, iou=iou, max_det=max_det, layout=layout)
     path = out_path or weights.with_suffix(FORMATS[fmt][0])
@@ -178,6 +179,7 @@ def benchmark(
     warmup: Annotated[int, Opt("--warmup", rich_help_panel=H.OUTPUT, help="Untimed calls first.")] = 5,
     runtimes: Annotated[str, Opt("--runtimes", rich_help_panel=H.HARDWARE, help="Comma-separated: pytorch, onnxruntime, openvino.")] = "pytorch,onnxruntime",
     as_json: Annotated[bool, H.flag("--json", rich_help_panel=H.OUTPUT, help="Print the figures as JSON on stdout.")] = False,
+    no_reparam: Annotated[bool, H.flag("--no-reparam", rich_help_panel=H.MODEL, help="Time the training form (RepVGG/MobileOne branches unfused) instead of the deployed, fused one.")] = False,
 ) -> None:
     """Latency (median, p90 ms after warm-up) and throughput in PyTorch, ONNX Runtime and OpenVINO; params and GFLOPs."""
     from rich.table import Table
@@ -204,7 +206,7 @@ def benchmark(
             report = {"backbone": runtime.backbone, "params_m": None, "gflops": None, "notes": [],
                       "timings": [bench.bench_runtime(runtime, size, batch, warmup, iters).to_dict()]}
         else:
-            model, names, name, size = _model_for_benchmark(weights, backbone, num_classes, img_size)
+            model, names, name, size = _model_for_benchmark(weights, backbone, num_classes, img_size, not no_reparam)
             report = bench.benchmark_detector(model, names, name, size, batch, dev, wanted, warmup, iters)
     report["weights"] = str(weights) if weights else None
     if as_json:
@@ -222,12 +224,14 @@ def benchmark(
         err.print(f"[yellow]note:[/] {note}")
 
 
-def _model_for_benchmark(weights: Path | None, backbone: str | None, num_classes: int, img_size: int | None):
-    """(model, names, backbone name, size) from a checkpoint, or an untrained detector for a backbone name."""
+def _model_for_benchmark(weights: Path | None, backbone: str | None, num_classes: int, img_size: int | None,
+                         reparam: bool = True):
+    """(model, names, backbone name, size) from a checkpoint, or an untrained detector for a backbone name; in
+    its inference form (deploy/reparam.py) unless ``reparam`` is False."""
     if weights is not None:
         from yoloswap.deploy.runtimes import TorchRuntime
 
-        runtime = TorchRuntime(weights, "cpu")
+        runtime = TorchRuntime(weights, "cpu", reparam=reparam)
         return runtime.model, runtime.names, runtime.backbone, runtime.size_for(img_size)
     from yoloswap.assembly import build_detector
     from yoloswap.backbones.resolve import resolve_backbone
@@ -236,4 +240,8 @@ def _model_for_benchmark(weights: Path | None, backbone: str | None, num_classes
     size = img_size or 640
     preset = fit_to_size(resolve_backbone(backbone), (size, size))
     model, _ = build_detector(preset, num_classes, (size, size))
+    if reparam:
+        from yoloswap.deploy.reparam import reparameterized
+
+        model = reparameterized(model)
     return model, [f"class{i}" for i in range(num_classes)], preset.name, size

@@ -57,6 +57,10 @@ def train(
     layer_decay: Annotated[Optional[float], Opt("--layer-decay", rich_help_panel=H.OPTIMIZATION, help=_help("layer_decay"))] = None,
     freeze_backbone_epochs: Annotated[Optional[int], Opt("--freeze-backbone-epochs", rich_help_panel=H.OPTIMIZATION, help=_help("freeze_backbone_epochs"))] = None,
     bn: Annotated[Optional[str], Opt("--bn", rich_help_panel=H.MODEL, help=_help("bn"))] = None,
+    act: Annotated[Optional[str], Opt("--act", rich_help_panel=H.MODEL, help=_help("act"))] = None,
+    act_scope: Annotated[Optional[str], Opt("--act-scope", rich_help_panel=H.MODEL, help=_help("act_scope"))] = None,
+    norm_momentum: Annotated[Optional[float], Opt("--norm-momentum", rich_help_panel=H.MODEL, help=_help("norm_momentum"))] = None,
+    norm_eps: Annotated[Optional[float], Opt("--norm-eps", rich_help_panel=H.MODEL, help=_help("norm_eps"))] = None,
     close_mosaic: Annotated[Optional[int], Opt("--close-mosaic", rich_help_panel=H.AUGMENTATION, help=_help("close_mosaic"))] = None,
     autoanchor: Annotated[bool, H.flag("--autoanchor/--no-autoanchor", rich_help_panel=H.MODEL, help=_help("autoanchor"))] = default_of("autoanchor"),
     val_interval: Annotated[Optional[int], Opt("--val-interval", rich_help_panel=H.OUTPUT, help=_help("val_interval"))] = None,
@@ -97,6 +101,7 @@ def train(
         mosaic=mosaic, degrees=degrees, translate=translate, scale=scale, shear=shear, fliplr=fliplr,
         hsv_h=hsv_h, hsv_s=hsv_s, hsv_v=hsv_v, head=head, autoanchor=autoanchor,
         layer_decay=layer_decay, freeze_backbone_epochs=freeze_backbone_epochs, bn=bn,
+        act=act, act_scope=act_scope, norm_momentum=norm_momentum, norm_eps=norm_eps,
     )
     try:  # --resume RUN --epochs N extends RUN
         api.train(backbone, data, out=out, resume=resume, exist_ok=exist_ok, console=err, **given)

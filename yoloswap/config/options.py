@@ -11,6 +11,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
+from yoloswap.config.presets import ACT_SCOPES
 from yoloswap.data.transforms import AugmentConfig
 from yoloswap.device import usable_cpus
 from yoloswap.errors import ConfigError, UsageError
@@ -58,6 +59,11 @@ class TrainOptions:
     layer_decay: float = 1.0  # 1: no layer-wise decay
     freeze_backbone_epochs: int = 0
     bn: str | None = None  # None: the recipe rule (weights loaded: the preset's norm_eval; from scratch: train)
+    # Activation and BatchNorm overrides (None: the preset's; backbones/overrides.py applies them)
+    act: str | None = None
+    act_scope: str | None = None  # backbone | all
+    norm_momentum: float | None = None
+    norm_eps: float | None = None
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 
     def to_dict(self) -> dict[str, Any]:
@@ -126,6 +132,12 @@ class TrainOptions:
             raise bad("freeze_backbone_epochs", f"must be >= 0, got {self.freeze_backbone_epochs}")
         if self.bn is not None and self.bn not in BN_MODES:
             raise bad("bn", f"must be one of {', '.join(BN_MODES)}, got {self.bn}")
+        if self.act_scope is not None and self.act_scope not in ACT_SCOPES:
+            raise bad("act_scope", f"must be one of {', '.join(ACT_SCOPES)}, got {self.act_scope}")
+        if self.norm_momentum is not None and not 0 <= self.norm_momentum <= 1:
+            raise bad("norm_momentum", f"must be in [0, 1], got {self.norm_momentum}")
+        if self.norm_eps is not None and self.norm_eps <= 0:
+            raise bad("norm_eps", f"must be > 0, got {self.norm_eps}")
         if self.optimizer not in OPTIMIZERS:
             raise bad("optimizer", f"must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer}")
 
@@ -178,6 +190,11 @@ HELP: dict[str, str] = {
     "backbone_lr_mult": "Backbone lr = lr × this (0 trains the backbone not at all).",
     "frozen_stages": "Freeze the stem and the first N backbone stages (default: the preset's).",
     "norm_eval": "Freeze the backbone's BatchNorm statistics (default: the preset's).",
+    "act": "Activation for every layer of the backbone (with --act-scope all: neck and head too): relu, relu6, "
+           "silu, hardswish, gelu, leakyrelu, mish, elu (default: the preset's, else the model's own).",
+    "act_scope": "Where --act and --norm-* apply: backbone (default) or all (backbone, neck and head).",
+    "norm_momentum": "BatchNorm momentum for every BatchNorm in --act-scope (default: the model's own).",
+    "norm_eps": "BatchNorm eps for every BatchNorm in --act-scope (default: the model's own).",
     "drop_path_rate": "Stochastic depth rate of transformer and ConvNeXt backbones (default: the preset's).",
     "head": "Detection head: yolov5 (anchor-based, YOLOv5's) or yolov8 (anchor-free, task-aligned, DFL; "
             "learns faster in short runs). Default: the preset's (yolov5).",

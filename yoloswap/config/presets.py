@@ -67,6 +67,17 @@ class NeckSpec:
 
 
 @dataclass(frozen=True)
+class NormOverride:
+    """BatchNorm settings to impose (``norm: {momentum: 0.03, eps: 0.001}``); a field left out keeps the model's."""
+
+    momentum: float | None = None
+    eps: float | None = None
+
+
+ACT_SCOPES = ("backbone", "all")  # where ``act``/``norm`` apply: the backbone, or backbone, neck and head
+
+
+@dataclass(frozen=True)
 class Preset:
     name: str
     family: str
@@ -80,6 +91,11 @@ class Preset:
     optimizer: OptimizerSpec = OptimizerSpec()
     neck: NeckSpec = NeckSpec()
     head: str = "yolov5"  # yolov5 (anchor-based) or yolov8 (anchor-free); checked against assembly.HEADS
+    # Activation by name (models/activations.py ACTIVATIONS: relu, relu6, silu, hardswish, gelu, leakyrelu, ...),
+    # BatchNorm settings, and whether they reach neck and head too; None: the model's own.
+    act: str | None = None
+    norm: NormOverride | None = None
+    act_scope: str = "backbone"
     path: str | None = None  # where it was read from (not a YAML key)
 
     def to_dict(self) -> dict[str, Any]:
@@ -166,6 +182,13 @@ def _validate(p: Preset, origin: str) -> None:
         raise bad("neck.width", f"must be > 0, got {width}")
     if p.neck.depth <= 0:
         raise bad("neck.depth", f"must be > 0, got {p.neck.depth}")
+    if p.act_scope not in ACT_SCOPES:
+        raise bad("act_scope", f"'{p.act_scope}' is not one of {', '.join(ACT_SCOPES)}")
+    if p.norm is not None:
+        if p.norm.momentum is not None and not 0.0 <= p.norm.momentum <= 1.0:
+            raise bad("norm.momentum", f"must be in [0, 1], got {p.norm.momentum}")
+        if p.norm.eps is not None and not p.norm.eps > 0:
+            raise bad("norm.eps", f"must be > 0, got {p.norm.eps}")
 
 
 def _build(cls: type, data: Any, origin: str, prefix: str) -> Any:

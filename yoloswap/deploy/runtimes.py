@@ -66,14 +66,16 @@ class TorchRuntime(_RuntimeBase):
 
     kind = "pytorch"
 
-    def __init__(self, path: Path, device: torch.device | str = "cpu") -> None:
+    def __init__(self, path: Path, device: torch.device | str = "cpu", reparam: bool = True) -> None:
         from yoloswap.assembly import detector_from_checkpoint
+        from yoloswap.deploy.reparam import reparameterized
         from yoloswap.foreign_detector import read_detector_file
 
         ckpt = read_detector_file(Path(path))
         model, preset, _, names, _ = detector_from_checkpoint(ckpt, path)
         self.device = torch.device(device)
-        self.model = model.eval().to(self.device)
+        # Inference form (fused RepVGG/MobileOne branches) unless asked to keep the training form.
+        self.model = (reparameterized(model) if reparam else model).eval().to(self.device)
         self.names = names
         self.backbone = preset.name
         self.img_size = int(ckpt["config"]["options"]["img_size"])

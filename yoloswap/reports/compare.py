@@ -152,10 +152,12 @@ def row_from_run(run: Path, device: torch.device, warmup: int = 3, iters: int = 
     from yoloswap.deploy import benchmark as bench
     from yoloswap.checkpoint import load_checkpoint
     from yoloswap.assembly import detector_from_checkpoint, inference_size
+    from yoloswap.deploy.reparam import reparameterized
 
     path = best_weights(Path(run))
     ckpt = load_checkpoint(path)
     model, preset, _, names, _ = detector_from_checkpoint(ckpt, path)
+    model = reparameterized(model)  # ranked on the latency it deploys with
     options = ckpt["config"]["options"]
     size = inference_size(preset, int(options["img_size"]), img_size, path)
     metrics = _accuracy(ckpt, Path(run))

@@ -21,6 +21,7 @@ import torch
 from yoloswap.assembly import DetectorPlan, build_detector, detector_from_plan
 from yoloswap.backbones.sources import build_backbone
 from yoloswap.config.options import TrainOptions, default_workers
+from yoloswap.config.presets import NormOverride
 from yoloswap.device import resolve_device
 from yoloswap.errors import CheckpointError, UsageError
 from yoloswap.foreign_detector import read_detector_file
@@ -156,6 +157,7 @@ def build_model(options: TrainOptions, data: Data, resume_ckpt: dict | None, dis
             log(f"backbone: {preset.name} built for {size[0]}x{size[1]} inputs (as given it runs only at its "
                 "pretrained size or multiples of it); the run records this, so its checkpoints rebuild the same")
         model, plan = build_detector(preset, len(data.names), size, options.neck_width)
+        _log_overrides(model, preset, log)
         if not dist.main:
             distributed.barrier(dist)  # rank 0 downloads into the cache first; the others then read it
         weights_report = _load_initial_weights(model, preset, options, init_ckpt, log)
@@ -272,13 +274,34 @@ def _choose_optimizer(options: TrainOptions, preset, num_classes: int, images: i
 def _with_overrides(preset, options: TrainOptions, fine_tune: bool):
     """CLI options override the preset's training controls; the result is what the run records."""
     changes = {}
-    for name in ("frozen_stages", "norm_eval", "drop_path_rate", "head"):
+    for name in ("frozen_stages", "norm_eval", "drop_path_rate", "head", "act", "act_scope"):
         value = getattr(options, name)
         if value is not None:
             changes[name] = value
+    if options.norm_momentum is not None or options.norm_eps is not None:
+        base = preset.norm or NormOverride()
+        changes["norm"] = NormOverride(
+            momentum=base.momentum if options.norm_momentum is None else options.norm_momentum,
+            eps=base.eps if options.norm_eps is None else options.norm_eps,
+        )
     if options.weights is not None and not fine_tune:
         changes["weights"] = options.weights
     return dataclasses.replace(preset, **changes) if changes else preset
+
+
+def _log_overrides(model, preset, log) -> None:
+    """Say which activations the built model runs and which act/norm overrides could not apply (one line each)."""
+    from yoloswap.backbones.overrides import has_overrides
+    from yoloswap.models.activations import act_names_in
+
+    if not has_overrides(preset):
+        return
+    parts = ("backbone", "neck", "head") if preset.act_scope == "all" else ("backbone",)
+    used = "; ".join(f"{p} {'/'.join(act_names_in(getattr(model, p))) or 'none'}" for p in parts)
+    norm = f", BatchNorm {preset.norm.momentum, preset.norm.eps}" if preset.norm is not None else ""
+    log(f"act/norm override ({preset.act_scope}): activations in use: {used}{norm}")
+    for note in model.backbone.override_notes:
+        log(f"[yellow]warning:[/] {note}")
 
 
 def _normalized_for_weights(preset, backbone: str, log):
