@@ -57,16 +57,16 @@ def test_a_data_set_with_other_classes_is_refused_with_the_fix(cli, trained, tmp
 @pytest.mark.slow
 def test_val_says_pass_data_when_the_runs_data_is_gone(cli, trained, tmp_path, monkeypatch):
     _, run = trained
-    import yoloswap.checkpoint as checkpoint
+    import yoloswap.foreign_detector as reader  # every runtime reads a .pt through it (yoloswap's or a YOLO file)
 
-    real = checkpoint.load_checkpoint
+    real = reader.read_detector_file
 
     def moved(path, *a, **k):
         ckpt = real(path, *a, **k)
         ckpt["config"]["options"]["data"] = str(tmp_path / "gone" / "data.yaml")
         return ckpt
 
-    monkeypatch.setattr(checkpoint, "load_checkpoint", moved)
+    monkeypatch.setattr(reader, "read_detector_file", moved)
     code, _, err = cli("val", "--weights", str(run / "weights" / "best.pt"))
     assert code == 1 and "gone/data.yaml, which is not found from here; pass --data" in err
 
