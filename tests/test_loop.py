@@ -181,13 +181,13 @@ def test_a_training_step_never_reads_a_value_back_from_the_device(tmp_path, monk
     calls = _count_syncs(monkeypatch)
     means, _ = trainer.train_one_epoch(run, loader, loss_fn, 0)
     assert len(reads) == 1
-    assert calls == ["tolist in ['train', 'loop.py']"]  # the single read-out of the epoch, nothing per step
+    assert calls == ["tolist in ['training', 'loop.py']"]  # the single read-out of the epoch, nothing per step
     assert len(means) == 3 and all(m > 0 for m in means)
 
     calls.clear()
     monkeypatch.setattr(trainer, "READOUT_S", 0.0)  # a read-out after every batch: one sync each
     trainer.train_one_epoch(run, loader, loss_fn, 1)
-    assert calls == ["tolist in ['train', 'loop.py']"] * 4
+    assert calls == ["tolist in ['training', 'loop.py']"] * 4
 
 
 def test_a_non_finite_loss_stops_at_the_read_out_naming_the_batch_it_appeared_in(tmp_path, monkeypatch):
