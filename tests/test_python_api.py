@@ -6,6 +6,7 @@ one without saying so there fails here.
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import json
 import os
@@ -115,3 +116,23 @@ def test_val_and_export_through_the_api(trained, cli):
     assert code == 0 and json.loads(out)["map50"] == pytest.approx(metrics["map50"])
     path = yoloswap.export(run.best, format="torchscript", out=run.folder / "model.torchscript")
     assert path.is_file() and yoloswap.load(path).kind == "torchscript"
+
+
+@pytest.mark.parametrize("command, function", [("val", "val"), ("predict", "Detector.predict"), ("export", "export_spec")])
+def test_a_keyword_shared_with_the_command_line_has_the_same_default(command, function):
+    """No default is written twice: where the API and the CLI share an option, they agree (one place to change)."""
+    import typer
+
+    from yoloswap.cli.app import app
+    from yoloswap.deploy.export import ExportSpec
+
+    params = {p.name: p.default for p in typer.main.get_command(app).commands[command].params}
+    if function == "export_spec":  # export's options are ExportSpec's fields; the CLI leaves opset to the spec
+        api_defaults = {f.name: f.default for f in dataclasses.fields(ExportSpec)}
+    else:
+        target = yoloswap.Detector.predict if function == "Detector.predict" else getattr(yoloswap, function)
+        api_defaults = {n: p.default for n, p in inspect.signature(target).parameters.items()
+                        if p.default is not inspect.Parameter.empty}
+    shared = {n for n in api_defaults if n in params and params[n] is not None}
+    assert len(shared) >= 3, shared
+    assert {n: api_defaults[n] for n in shared} == {n: params[n] for n in shared}

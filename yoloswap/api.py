@@ -248,7 +248,7 @@ class Detector:
 
     def predict(self, source: str | Path, conf: float = ops.PREDICT_CONF, iou: float = ops.PREDICT_IOU,
                 max_det: int = ops.MAX_DET, img_size: int | None = None, classes: str | list | None = None,
-                batch_size: int = 8, workers: int = 0) -> Iterator[Result]:
+                batch_size: int = 8, workers: int = 2) -> Iterator[Result]:
         """Detect objects in every picture of ``source``, one :class:`Result` at a time (a generator).
 
         Args:
