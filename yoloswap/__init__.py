@@ -1,6 +1,6 @@
 """yoloswap: put any image backbone under a YOLOv5 detector and train it.
 
-The public Python API (``yoloswap.training``, ``yoloswap.load``, ...) lives in :mod:`yoloswap.api` and is loaded on
+The public Python API (``yoloswap.train``, ``yoloswap.load``, ...) lives in :mod:`yoloswap.api` and is loaded on
 first use, so ``import yoloswap`` and ``yoloswap --help`` stay instant (no torch until it is needed).
 """
 
@@ -11,7 +11,7 @@ __all__ = ["list_backbones", "probe", "build", "train", "load", "val", "export",
 
 
 def __getattr__(name: str):
-    """``yoloswap.training`` and the other public names, imported from :mod:`yoloswap.api` on first access."""
+    """``yoloswap.train`` and the other public names, imported from :mod:`yoloswap.api` on first access."""
     if name in __all__:
         from yoloswap import api
 
