@@ -14,13 +14,13 @@ from torch import nn
 from yoloswap.errors import ConfigError
 from yoloswap.models.activations import NormSpec, check_act
 from yoloswap.models.cspdarknet import scale_channels, scale_depth
-from yoloswap.models.yolo_blocks import C2f, ConvNormAct, SPPFBlock
+from yoloswap.models.yolo_blocks import FourStageBackbone, C2f, ConvNormAct, SPPFBlock
 
 BASE_STEM = 64
 BASE_STAGES = ((128, 3), (256, 6), (512, 6), (None, 3))  # None: last_stage_channels
 
 
-class C2fDarknet(nn.Module):
+class C2fDarknet(FourStageBackbone):
     """Returns the stage2/3/4 maps at strides 8/16/32 (128/256/512 channels for yolov8s)."""
 
     def __init__(
@@ -52,10 +52,3 @@ class C2fDarknet(nn.Module):
             stages.append(nn.Sequential(*layers))
             c_prev = c
         self.stage1, self.stage2, self.stage3, self.stage4 = stages
-
-    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        x = self.stage1(self.stem(x))  # (N, c128, H/4, W/4)
-        p3 = self.stage2(x)  # (N, c256, H/8, W/8)
-        p4 = self.stage3(p3)  # (N, c512, H/16, W/16)
-        p5 = self.stage4(p4)  # (N, c_last, H/32, W/32)
-        return [p3, p4, p5]

@@ -14,13 +14,13 @@ from torch import nn
 from yoloswap.errors import ConfigError
 from yoloswap.models.activations import NormSpec, check_act
 from yoloswap.models.cspdarknet import scale_depth
-from yoloswap.models.yolo_blocks import ConvNormAct, CSPNeXtLayer, SPPFBlock
+from yoloswap.models.yolo_blocks import FourStageBackbone, ConvNormAct, CSPNeXtLayer, SPPFBlock
 
 BASE_STEM = 64
 BASE_STAGES = ((128, 3), (256, 6), (512, 6), (1024, 3))
 
 
-class CSPNeXt(nn.Module):
+class CSPNeXt(FourStageBackbone):
     """Returns the stage2/3/4 maps at strides 8/16/32 (96/192/384 channels at tiny: deepen 0.167, widen 0.375)."""
 
     def __init__(self, deepen: float = 0.33, widen: float = 0.5, act: str = "silu", norm: NormSpec = NormSpec()):
@@ -46,10 +46,3 @@ class CSPNeXt(nn.Module):
             stages.append(nn.Sequential(*layers))
             c_prev = c
         self.stage1, self.stage2, self.stage3, self.stage4 = stages
-
-    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        x = self.stage1(self.stem(x))  # (N, c128, H/4, W/4)
-        p3 = self.stage2(x)  # (N, c256, H/8, W/8)
-        p4 = self.stage3(p3)  # (N, c512, H/16, W/16)
-        p5 = self.stage4(p4)  # (N, c1024, H/32, W/32)
-        return [p3, p4, p5]

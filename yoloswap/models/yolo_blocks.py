@@ -14,6 +14,18 @@ from torch import nn
 from yoloswap.models.activations import NormSpec, make_act, make_bn
 
 
+class FourStageBackbone(nn.Module):
+    """The shape every YOLO-family backbone here shares: ``stem`` then ``stage1``..``stage4`` (strides 4/8/16/32),
+    returning the stride-8/16/32 maps; subclasses only build the modules."""
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        x = self.stage1(self.stem(x))  # (N, C1, H/4, W/4)
+        p3 = self.stage2(x)  # (N, C2, H/8, W/8)
+        p4 = self.stage3(p3)  # (N, C3, H/16, W/16)
+        p5 = self.stage4(p4)  # (N, C4, H/32, W/32)
+        return [p3, p4, p5]
+
+
 class ConvNormAct(nn.Module):
     """Conv (no bias) + BatchNorm + activation; ``act=None`` leaves the activation out (a RepVGG branch)."""
 
