@@ -2,7 +2,7 @@
 
 Independent of yoloswap's modules on purpose: it imports nothing from yoloswap and builds nothing; it adds up
 conv weights (k*k*c_in*c_out/groups), BN affine pairs (2*c) and conv biases layer by layer, following
-MMYOLO v0.6 (YOLOv6EfficientRep, YOLOv8CSPDarknet: mmyolo/models/backbones, layers/yolo_bricks.py) and
+MMYOLO v0.6 (YOLOv6EfficientRep, YOLOv6CSPBep, YOLOv8CSPDarknet: mmyolo/models/backbones, layers/yolo_bricks.py) and
 MMDetection v3 (CSPNeXt, CSPLayer, CSPNeXtBlock, ChannelAttention) as read. docs/yolo-backbones.md quotes its
 output and tests/test_yolo_backbones.py checks every preset against those numbers.
 
@@ -45,6 +45,20 @@ def efficientrep(d, w):
     return total, [int(c * w) for c in (256, 512, 1024)]
 
 
+def cspbep(d, w, hidden_ratio, conv_blocks):
+    """YOLOv6CSPBep: blocks are RepVGG (m) or MMYOLO's ConvWrapper, a 3x3 conv *with bias* + BN (l)."""
+    block = (lambda ci, co, s: conv_bn(ci, co, 3) + co) if conv_blocks else repvgg
+    plan = [(64, 128, 6), (128, 256, 12), (256, 512, 18), (512, 1024, 6)]
+    total = block(3, int(64 * w), 2)
+    for i, (ci, co, n) in enumerate(plan):
+        ci, co, n = int(ci * w), int(co * w), rnd(n, d)
+        h = int(co * hidden_ratio)
+        bottle_reps = max(n // 2, 1)  # RepStageBlock(bottle_block=BottleRep): conv1 + (n // 2 - 1) more
+        bepc3 = 2 * conv_bn(co, h, 1) + conv_bn(2 * h, co, 1) + bottle_reps * (2 * block(h, h, 1) + 1)  # +1: alpha
+        total += block(ci, co, 2) + bepc3 + (sppf(co, co) if i == 3 else 0)
+    return total, [int(c * w) for c in (256, 512, 1024)]
+
+
 def c2f_darknet(d, w, last):
     plan = [(64, 128, 3), (128, 256, 6), (256, 512, 6), (512, last, 3)]
     total = conv_bn(3, div8(64, w), 3)
@@ -74,6 +88,8 @@ REFERENCE = {
     "yolov6n": lambda: efficientrep(0.33, 0.25),
     "yolov6t": lambda: efficientrep(0.33, 0.375),
     "yolov6s": lambda: efficientrep(0.33, 0.5),
+    "yolov6m": lambda: cspbep(0.6, 0.75, 2 / 3, conv_blocks=False),
+    "yolov6l": lambda: cspbep(1.0, 1.0, 1 / 2, conv_blocks=True),
     "yolov8n": lambda: c2f_darknet(0.33, 0.25, 1024),
     "yolov8s": lambda: c2f_darknet(0.33, 0.5, 1024),
     "yolov8m": lambda: c2f_darknet(0.67, 0.75, 768),

@@ -52,7 +52,7 @@ STAGE1_AND_STEM = {
     "yolov5m": ("stem.", "stage1."),
     "yolov5l": ("stem.", "stage1."),
     # yoloswap's YOLO-family backbones share CSPDarknet's layout: stride-2 stem, stage1 ends at stride 4.
-    **{n: ("stem.", "stage1.") for n in ("yolov6n", "yolov6t", "yolov6s", "yolov8n", "yolov8s", "yolov8m", "yolov8l",
+    **{n: ("stem.", "stage1.") for n in ("yolov6n", "yolov6t", "yolov6s", "yolov6m", "yolov6l", "yolov8n", "yolov8s", "yolov8m", "yolov8l",
                                          "cspnext-t", "cspnext-s", "cspnext-m", "cspnext-l")},
 }
 

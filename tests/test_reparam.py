@@ -28,7 +28,7 @@ def _calibrated(backbone: str, size: int = 64):
 
 
 # timm:mobileone_s0 goes through the same timm call as repvgg_a0; in float64 it alone costs minutes on 2 cores
-@pytest.mark.parametrize("backbone", ["yolov6n", "timm:repvgg_a0"])
+@pytest.mark.parametrize("backbone", ["yolov6n", "yolov6m", "timm:repvgg_a0"])
 def test_fused_detector_gives_the_training_forms_boxes_and_scores(backbone):
     model = _calibrated(backbone).double()
     fused = reparameterized(model)

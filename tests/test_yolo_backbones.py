@@ -14,11 +14,11 @@ from torch import nn
 from yoloswap.backbones.key_maps import match_keys
 from yoloswap.backbones.sources import build_backbone, library_models
 from yoloswap.config.presets import load_preset_file, presets_dir
-from yoloswap.models.yolo_blocks import RepVGGBlock
+from yoloswap.models.yolo_blocks import BottleRep, ConvBlock, RepVGGBlock
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "yolo-backbones.md"
 NEW_PRESETS = [
-    "yolov6n", "yolov6t", "yolov6s", "yolov8n", "yolov8s", "yolov8m", "yolov8l",
+    "yolov6n", "yolov6t", "yolov6s", "yolov6m", "yolov6l", "yolov8n", "yolov8s", "yolov8m", "yolov8l",
     "cspnext-t", "cspnext-s", "cspnext-m", "cspnext-l",
 ]  # fmt: skip
 
@@ -60,8 +60,56 @@ def test_yolov6_is_repvgg_with_relu_everywhere():
     assert acts == {nn.ReLU}
 
 
+def _acts(body: nn.Module) -> set[type]:
+    return {type(m) for m in body.modules() if isinstance(m, (nn.ReLU, nn.SiLU, nn.Hardswish, nn.GELU))}
+
+
+def test_yolov6m_is_cspbep_of_repvgg_bottlereps_with_relu():
+    with torch.device("meta"):
+        body = _body("yolov6m")
+    # BepC3 blocks [6, 12, 18, 6] x 0.6 -> [4, 7, 11, 4], each n // 2 BottleReps of two RepVGG blocks
+    assert len([m for m in body.modules() if isinstance(m, BottleRep)]) == 2 + 3 + 5 + 2
+    assert all(isinstance(m.conv1, RepVGGBlock) for m in body.modules() if isinstance(m, BottleRep))
+    assert not [m for m in body.modules() if isinstance(m, ConvBlock)]
+    assert _acts(body) == {nn.ReLU}
+    assert body.stage2[0][1].conv1.conv.out_channels == int(192 * 2 / 3)  # hidden ratio 2/3 of the stage width
+
+
+def test_yolov6l_is_cspbep_of_conv_blocks_with_silu_and_mmyolos_conv_bias():
+    with torch.device("meta"):
+        body = _body("yolov6l")
+    assert not [m for m in body.modules() if isinstance(m, RepVGGBlock)]
+    assert len([m for m in body.modules() if isinstance(m, BottleRep)]) == 3 + 6 + 9 + 3
+    convs = [m for m in body.modules() if isinstance(m, ConvBlock)]
+    assert convs and all(m.block.conv.bias is not None for m in convs)
+    assert _acts(body) == {nn.SiLU}
+    assert body.stage2[0][1].conv1.conv.out_channels == 256 // 2
+
+
+@pytest.mark.parametrize(
+    ("name", "mmyolo_keys"),
+    [
+        ("yolov6m", ["backbone.stem.rbr_dense.conv.weight", "backbone.stage1.0.1.block.conv1.conv1.rbr_1x1.bn.weight",
+                     "backbone.stage1.0.1.block.conv1.alpha", "backbone.stage4.1.conv2.conv.weight"]),
+        ("yolov6l", ["backbone.stem.block.conv.bias", "backbone.stage3.0.1.block.block.7.conv2.block.bn.running_mean",
+                     "backbone.stage2.0.1.conv3.conv.weight"]),
+    ],
+)  # fmt: skip
+def test_mmyolo_yolov6_checkpoint_names_load_by_prefix(name, mmyolo_keys):
+    """MMYOLO's YOLOv6-m/l COCO files store ``YOLOv6CSPBep`` under ``backbone.`` with these names."""
+    with torch.device("meta"):
+        body = _body(name)
+    ours = {k: tuple(v.shape) for k, v in body.state_dict().items()}
+    ckpt = {f"backbone.{k}": shape for k, shape in ours.items()}
+    ckpt["neck.reduce_layers.2.conv.weight"] = (512, 1024, 1, 1)  # the detector's other parts are never loaded
+    assert set(mmyolo_keys) <= set(ckpt)
+    match = match_keys(ours, ckpt)
+    assert (match.prefix, match.layout) == ("backbone.", "same names")
+    assert not match.missing and not match.mismatched
+
+
 def test_own_source_lists_the_new_models():
-    assert {"cspdarknet", "efficientrep", "c2f-darknet", "cspnext"} <= set(library_models("yoloswap"))
+    assert {"cspdarknet", "efficientrep", "cspbep", "c2f-darknet", "cspnext"} <= set(library_models("yoloswap"))
 
 
 def test_mmdet_cspnext_checkpoint_names_load_by_prefix():

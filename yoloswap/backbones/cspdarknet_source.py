@@ -1,7 +1,7 @@
 """yoloswap's own YOLO-family backbones as one backbone source (``source: yoloswap`` in a preset).
 
-:data:`OWN_MODELS` is the one table from a model name to its module: YOLOv5's CSPDarknet, YOLOv6's EfficientRep,
-YOLOv8's C2f CSPDarknet and RTMDet's CSPNeXt. All four name their stem and stages ``stem``, ``stage1`` ..
+:data:`OWN_MODELS` is the one table from a model name to its module: YOLOv5's CSPDarknet, YOLOv6's EfficientRep and CSPBep,
+YOLOv8's C2f CSPDarknet and RTMDet's CSPNeXt. All five name their stem and stages ``stem``, ``stage1`` ..
 ``stage4`` and return the stage2/3/4 maps, so one adapter serves them all.
 """
 
@@ -26,6 +26,12 @@ def _efficientrep():
     return EfficientRep
 
 
+def _cspbep():
+    from yoloswap.models.efficientrep import CSPBep
+
+    return CSPBep
+
+
 def _c2f_darknet():
     from yoloswap.models.c2f_darknet import C2fDarknet
 
@@ -42,6 +48,7 @@ def _cspnext():
 OWN_MODELS = {
     "cspdarknet": _cspdarknet,
     "efficientrep": _efficientrep,
+    "cspbep": _cspbep,
     "c2f-darknet": _c2f_darknet,
     "cspnext": _cspnext,
 }

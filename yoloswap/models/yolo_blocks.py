@@ -30,10 +30,19 @@ class ConvNormAct(nn.Module):
     """Conv (no bias) + BatchNorm + activation; ``act=None`` leaves the activation out (a RepVGG branch)."""
 
     def __init__(
-        self, c_in: int, c_out: int, k: int = 1, s: int = 1, *, groups: int = 1, act: str | None, norm: NormSpec
+        self,
+        c_in: int,
+        c_out: int,
+        k: int = 1,
+        s: int = 1,
+        *,
+        groups: int = 1,
+        act: str | None,
+        norm: NormSpec,
+        bias: bool = False,
     ) -> None:
         super().__init__()
-        self.conv = nn.Conv2d(c_in, c_out, k, s, k // 2, groups=groups, bias=False)
+        self.conv = nn.Conv2d(c_in, c_out, k, s, k // 2, groups=groups, bias=bias)
         self.bn = make_bn(c_out, norm)
         self.act = make_act(act) if act else nn.Identity()
 
@@ -77,6 +86,64 @@ class RepStageBlock(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.conv1(x)
         return self.block(x) if self.block is not None else x
+
+
+class ConvBlock(nn.Module):
+    """A plain 3x3 conv + BN + activation in the place of a RepVGG block (MMYOLO's ``ConvWrapper``, which YOLOv6-l
+    trains with). Its conv keeps a bias beside the BN because MMYOLO's does, so its checkpoints load unchanged."""
+
+    def __init__(self, c_in: int, c_out: int, s: int = 1, *, act: str, norm: NormSpec) -> None:
+        super().__init__()
+        self.block = ConvNormAct(c_in, c_out, 3, s, act=act, norm=norm, bias=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.block(x)
+
+
+class BottleRep(nn.Module):
+    """Two blocks (RepVGG or plain conv) and a residual weighted by a learned scalar ``alpha``."""
+
+    def __init__(self, channels: int, make_block, *, act: str, norm: NormSpec) -> None:
+        super().__init__()
+        self.conv1 = make_block(channels, channels, act=act, norm=norm)
+        self.conv2 = make_block(channels, channels, act=act, norm=norm)
+        self.alpha = nn.Parameter(torch.ones(1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv2(self.conv1(x)) + self.alpha * x
+
+
+class BottleRepStage(nn.Module):
+    """``n // 2`` BottleReps in a row (at least one): ``conv1`` first, ``block`` the rest, as MMYOLO names them."""
+
+    def __init__(self, channels: int, n: int, make_block, *, act: str, norm: NormSpec) -> None:
+        super().__init__()
+        self.conv1 = BottleRep(channels, make_block, act=act, norm=norm)
+        rest = [BottleRep(channels, make_block, act=act, norm=norm) for _ in range(n // 2 - 1)]
+        self.block = nn.Sequential(*rest) if rest else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.conv1(x)
+        return self.block(x) if self.block is not None else x
+
+
+class BepC3(nn.Module):
+    """YOLOv6's CSP stage block ("beer-mug RepC3"): ``conv1`` -> BottleReps, ``conv2`` bypass, concatenated,
+    ``conv3`` 1x1 out; the hidden width is ``int(c_out * hidden_ratio)``."""
+
+    def __init__(
+        self, c_in: int, c_out: int, n: int, hidden_ratio: float, make_block, *, act: str, norm: NormSpec
+    ) -> None:
+        super().__init__()
+        hidden = int(c_out * hidden_ratio)
+        self.conv1 = ConvNormAct(c_in, hidden, 1, act=act, norm=norm)
+        self.conv2 = ConvNormAct(c_in, hidden, 1, act=act, norm=norm)
+        self.conv3 = ConvNormAct(2 * hidden, c_out, 1, act=act, norm=norm)
+        self.block = BottleRepStage(hidden, n, make_block, act=act, norm=norm)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = torch.cat((self.block(self.conv1(x)), self.conv2(x)), 1)  # (N, 2*hidden, H, W)
+        return self.conv3(y)  # (N, c_out, H, W)
 
 
 class SPPFBlock(nn.Module):
