@@ -78,7 +78,8 @@ def yoloswap_run(args: list[str], out: Path, seed: int, epochs: int) -> dict:
         raise SystemExit(f"{' '.join(cmd)} failed:\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}")
     rows = list(csv.DictReader(open(out / "metrics.csv")))
     last = rows[-1]
-    weights_line = next((line for line in done.stdout.splitlines() if line.startswith("weights:")), "")
+    log = (done.stdout + done.stderr).splitlines()  # the log goes to stderr, results to stdout
+    weights_line = " | ".join(line.strip() for line in log if line.startswith("weights:"))
     return {"map50": float(last["metrics/mAP50"]), "map": float(last["metrics/mAP50-95"]),
             "wall_s": round(time.perf_counter() - start, 1), "weights": weights_line.strip()}
 

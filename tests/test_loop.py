@@ -220,3 +220,24 @@ def test_a_time_budget_run_is_judged_by_the_steps_that_fit_and_the_estimate_leav
     assert all(p.grad is None for p in model.parameters())
     no_budget = dataclasses.replace(options, time=None)
     assert setup._choose_optimizer(no_budget, run.preset, 3, 8, model, 2, run.device, None).name == "sgd"
+
+
+def test_validation_while_training_runs_in_the_training_precision(tmp_path, monkeypatch):
+    """A bf16 run validates under bf16 autocast (Ultralytics validates in half while training); fp32 runs in fp32.
+    ``yoloswap val`` is not this path and stays in float32."""
+    run, loader, loss_fn = _tiny_run(tmp_path)
+    seen = []
+
+    class Recorded(Exception):
+        pass
+
+    def recording_evaluate(*args, **kwargs):
+        seen.append(torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else None)
+        raise Recorded  # enough: the precision is what this test reads
+
+    monkeypatch.setattr(trainer, "evaluate", recording_evaluate)
+    for amp_dtype in (torch.bfloat16, None):
+        run.amp_dtype = amp_dtype
+        with pytest.raises(Recorded):
+            trainer._validate(run, loader, loss_fn, trainer.Progress(), 0)
+    assert seen == [torch.bfloat16, None]
