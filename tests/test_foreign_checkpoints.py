@@ -180,6 +180,8 @@ def test_train_fine_tunes_from_a_yolov5_file_with_other_classes(cli, tmp_path):
     torch.testing.assert_close(state["backbone.body.stage4.1.cv3.conv.weight"],
                                reference.model[8].cv3.conv.weight)  # frozen: the file's tensors, unchanged
     torch.testing.assert_close(state["head.anchors"], torch.tensor(COCO_ANCHORS, dtype=torch.float32))
+    recorded = ckpt["config"]["options"]  # the architecture the file chose, not the --backbone default
+    assert (recorded["backbone"], recorded["head"]) == ("yolov5n", "yolov5")
 
 
 # MMYOLO's names for the YOLOv5 v6.1 layers (mmyolo/models: YOLOv5CSPDarknet, YOLOv5PAFPN, YOLOv5HeadModule)

@@ -72,6 +72,9 @@ def build_run(options: TrainOptions, out: Path, log=print, resume_ckpt: dict | N
     if options.data:  # recorded absolute, so val, predict, export and --resume find it from any folder
         options = dataclasses.replace(options, data=os.path.abspath(os.path.expanduser(options.data)))
     model, preset, plan, weights_report = build_model(options, data, resume_ckpt, dist, log)
+    if resume_ckpt is None and options.weights and preset.path == str(options.weights):
+        # a detector file chose the architecture: config.yaml records that one, not the --backbone default
+        options = dataclasses.replace(options, backbone=preset.name, head=preset.head)
     options = resolve_recipe(options, preset, dist, log)
     from yoloswap.backbones.freeze import apply_bn_mode
 
