@@ -1,7 +1,7 @@
 """Learning at equal epochs: the YOLO-family backbones against YOLOv5-s's CSPDarknet (issue 32, bench/RESULTS.md §14).
 
 Each backbone under the same YOLOv5 neck and head, trained from scratch on the built-in set with the built-in
-recipe (16 epochs, 160 px, batch 16; only ``--backbone`` and ``--seed`` differ), over several seeds. One
+recipe (16 epochs, 160 px, batch 16, ``--weights none``; only ``--backbone`` and ``--seed`` differ), over several seeds. One
 subprocess per run, each pinned to one core and one thread; with two cores, two runs go side by side (one per
 core), so the s/epoch column is "one core while the other core trains too". Prints a Markdown table of the final
 epoch's mAP (yoloswap's evaluator for all) and writes ``OUT/learning.json``.
@@ -30,6 +30,7 @@ def run_one(backbone: str, seed: int, epochs: int, out: Path, cores: Queue) -> d
         folder = out / f"{backbone}-seed{seed}"
         env = {**os.environ, "OMP_NUM_THREADS": "1", "YOLOSWAP_HOME": str(out / "home")}
         cmd = ["taskset", "-c", str(core), sys.executable, "-m", "yoloswap", "train", "--backbone", backbone,
+               "--weights", "none",  # from scratch for all: cspnext-s would otherwise start from ImageNet
                "--epochs", str(epochs), "--seed", str(seed), "--out", str(folder), "--exist-ok"]
         start = time.perf_counter()
         done = subprocess.run(cmd, capture_output=True, text=True, env=env)
