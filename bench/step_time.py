@@ -45,10 +45,19 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=1)
     args = p.parse_args()
     torch.set_num_threads(args.threads)
+    import importlib
+    import os
+
+    import yoloswap
     from yoloswap.config.options import TrainOptions
-    from yoloswap.training.ema import unwrap
-    from yoloswap.training.loop import train_one_epoch
-    from yoloswap.training.setup import build_run
+
+    # the training package is ``yoloswap.training`` since the API took the name ``train``; older commits (the
+    # A/B's old side) have ``yoloswap.train``. Asked by folder, so the editable install's newer copy never answers.
+    here = os.path.dirname(yoloswap.__file__)
+    package = "yoloswap.training" if os.path.isdir(os.path.join(here, "training")) else "yoloswap.train"
+    unwrap = importlib.import_module(f"{package}.ema").unwrap
+    train_one_epoch = importlib.import_module(f"{package}.loop").train_one_epoch
+    build_run = importlib.import_module(f"{package}.setup").build_run
 
     options = TrainOptions.for_data(None, {"backbone": args.backbone, "head": args.head, "img_size": args.img_size,
                                            "weights": "none", "device": "cpu", "workers": 0})
