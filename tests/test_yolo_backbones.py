@@ -122,3 +122,11 @@ def test_mmdet_cspnext_checkpoint_names_load_by_prefix():
     assert match.prefix == "backbone."
     assert match.layout == "same names"
     assert not match.missing and not match.mismatched and match.pairs
+
+
+def test_a_cspbep_setting_the_model_refuses_is_one_line_naming_the_field(cli, tmp_path):
+    bad = tmp_path / "bad6m.yaml"
+    bad.write_text((presets_dir() / "yolov6m.yaml").read_text().replace("block: repvgg", "block: rep"))
+    code, _, err = cli("info", "--backbone", str(bad))
+    assert code != 0
+    assert err.strip().splitlines() == ["Error: model.kwargs: CSPBep block must be one of repvgg, conv, got 'rep'"]

@@ -61,6 +61,8 @@ def build_own_backbone(model_name: str, kwargs: dict[str, Any]) -> FeatureBackbo
         body = OWN_MODELS[model_name]()(**kwargs)
     except TypeError as exc:
         raise ConfigError(f"model.kwargs: {model_name} does not accept these settings ({exc})") from None
+    except ConfigError as exc:  # a value the model refuses (block type, ratio, factors): name the field it came from
+        raise ConfigError(f"model.kwargs: {exc}") from None
     stages = group_stages(body, ["stage1", "stage2", "stage3", "stage4"])
     return FeatureBackbone(body, _extract, ["stage2", "stage3", "stage4"], stages, "yoloswap", model_name)
 
