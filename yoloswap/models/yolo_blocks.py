@@ -74,18 +74,25 @@ class RepVGGBlock(nn.Module):
         return self.act(y)
 
 
-class RepStageBlock(nn.Module):
-    """``n`` RepVGG blocks in a row: ``conv1`` changes the width, ``block`` holds the other ``n - 1``."""
+class _UnitChain(nn.Module):
+    """Units in a row under MMYOLO's names: ``conv1`` the first, ``block`` (a Sequential, or None) the rest."""
 
-    def __init__(self, c_in: int, c_out: int, n: int, *, act: str, norm: NormSpec) -> None:
-        super().__init__()
-        self.conv1 = RepVGGBlock(c_in, c_out, act=act, norm=norm)
-        rest = [RepVGGBlock(c_out, c_out, act=act, norm=norm) for _ in range(n - 1)]
-        self.block = nn.Sequential(*rest) if rest else None
+    def _hold(self, units: list[nn.Module]) -> None:
+        self.conv1 = units[0]
+        self.block = nn.Sequential(*units[1:]) if len(units) > 1 else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.conv1(x)
         return self.block(x) if self.block is not None else x
+
+
+class RepStageBlock(_UnitChain):
+    """``n`` RepVGG blocks in a row: ``conv1`` changes the width, ``block`` holds the other ``n - 1``."""
+
+    def __init__(self, c_in: int, c_out: int, n: int, *, act: str, norm: NormSpec) -> None:
+        super().__init__()
+        self._hold([RepVGGBlock(c_in, c_out, act=act, norm=norm)]
+                   + [RepVGGBlock(c_out, c_out, act=act, norm=norm) for _ in range(n - 1)])
 
 
 class ConvBlock(nn.Module):
@@ -113,18 +120,12 @@ class BottleRep(nn.Module):
         return self.conv2(self.conv1(x)) + self.alpha * x
 
 
-class BottleRepStage(nn.Module):
-    """``n // 2`` BottleReps in a row (at least one): ``conv1`` first, ``block`` the rest, as MMYOLO names them."""
+class BottleRepStage(_UnitChain):
+    """``n // 2`` BottleReps in a row (at least one), as MMYOLO's ``RepStageBlock`` with ``bottle_block=BottleRep``."""
 
     def __init__(self, channels: int, n: int, make_block, *, act: str, norm: NormSpec) -> None:
         super().__init__()
-        self.conv1 = BottleRep(channels, make_block, act=act, norm=norm)
-        rest = [BottleRep(channels, make_block, act=act, norm=norm) for _ in range(n // 2 - 1)]
-        self.block = nn.Sequential(*rest) if rest else None
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.conv1(x)
-        return self.block(x) if self.block is not None else x
+        self._hold([BottleRep(channels, make_block, act=act, norm=norm) for _ in range(max(n // 2, 1))])
 
 
 class BepC3(nn.Module):
