@@ -14,7 +14,8 @@ def _grads(conv: nn.Module, x: torch.Tensor, amp: bool):
     x = x.clone().requires_grad_(True)
     with torch.autocast("cpu", dtype=torch.bfloat16, enabled=amp):
         y = conv(x)
-    weights = torch.linspace(-1, 1, y[0, 0].numel()).reshape(y.shape[2:])  # a gradient that differs per pixel
+    # a gradient that differs per pixel and does not sum to zero (the bias gradient is its sum)
+    weights = torch.linspace(-1, 2, y[0, 0].numel()).reshape(y.shape[2:])
     (y.float() * weights).sum().backward()
     return y.detach().float(), x.grad, conv.weight.grad, conv.bias.grad
 
@@ -26,7 +27,7 @@ def test_forward_and_gradients_match_the_plain_convolution(kernel, amp):
     plain = nn.Conv2d(8, 8, kernel, padding=kernel // 2, groups=8).to(memory_format=torch.channels_last)
     fast = copy.deepcopy(plain)
     assert use_fast_depthwise_backward(fast) == 1
-    x = torch.randn(2, 8, 12, 12).contiguous(memory_format=torch.channels_last)
+    x = torch.randn(2, 8, 12, 9).contiguous(memory_format=torch.channels_last)  # batch and channels mix in the groups
     tol = 2e-2 if amp else 1e-5  # bf16: the old weight gradient summed in bf16, the new one in fp32
     for got, want in zip(_grads(fast, x, amp), _grads(plain, x, amp)):
         assert got.dtype == want.dtype and got.shape == want.shape

@@ -24,7 +24,7 @@ from yoloswap.errors import TrainingError
 from yoloswap.evaluation.loop import evaluate
 from yoloswap.training.precision import autocast_for
 from yoloswap.run_folders import new_run_dir
-from yoloswap.training import distributed, runlock, signals
+from yoloswap.training import cpu_memory, distributed, runlock, signals
 from yoloswap.training.ema import unwrap
 from yoloswap.training.loggers import close_loggers, logger_names, open_loggers
 from yoloswap.training.hooks import EpochCallback, EpochEnd, Progress, default_callbacks, metric_columns, trim_metrics
@@ -63,6 +63,7 @@ def train(options: TrainOptions, out: Path | None = None, exist_ok: bool = False
     finally:
         runlock.release()
         distributed.cleanup(dist)
+        cpu_memory.give_back_memory()  # build_run kept freed memory for the steps; the caller may live on
 
 
 def _train(options: TrainOptions, out: Path | None, exist_ok: bool, resume: Path | None, console, log,

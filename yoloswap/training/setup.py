@@ -26,7 +26,7 @@ from yoloswap.device import resolve_device
 from yoloswap.errors import CheckpointError, UsageError
 from yoloswap.foreign_detector import read_detector_file
 from yoloswap.models.depthwise import use_fast_depthwise_backward
-from yoloswap.training import cpu_conv_guard, distributed
+from yoloswap.training import cpu_conv_guard, cpu_memory, distributed
 from yoloswap.training.ema import ModelEMA
 from yoloswap.training.precision import DTYPES, amp_dtype_for, cpu_precision, seconds_per_step
 from yoloswap.training.schedule import Schedule
@@ -85,6 +85,7 @@ def build_run(options: TrainOptions, out: Path, log=print, resume_ckpt: dict | N
         if guard_cpu:
             log(cpu_conv_guard.describe(guard_cpu))
         use_fast_depthwise_backward(model)  # oneDNN's depthwise backward is slow: same gradients by a faster route
+        cpu_memory.keep_freed_memory()  # each step reuses the last step's memory instead of faulting in new pages
     amp_dtype = choose_precision(model, preset, plan, options, device, data.per_rank_batch, resume_ckpt, dist, log)
     run = build_optimization(options, out, preset, plan, model, data, device, amp_dtype, dist)
     run.weights_report = weights_report.to_dict() if weights_report is not None else None
