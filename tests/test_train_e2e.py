@@ -172,6 +172,29 @@ def test_fine_tuning_from_a_yoloswap_checkpoint_starts_from_its_weights(cli, tmp
     assert torch.allclose(tuned[key], source[key], atol=1e-4)  # lr ~0: still the first run's weights
 
 
+def test_a_detector_file_as_weights_decides_the_architecture_and_another_backbone_is_refused(cli, tmp_path):
+    """``--weights best.pt`` alone fine-tunes the detector in the file (as ``yolo train model=best.pt``), not the
+    ``--backbone`` default; naming another backbone beside it is a one-line usage error."""
+    data = ultralytics_set(tmp_path / "data", names_as_dict=False)
+    first = tmp_path / "first"
+    assert cli("train", *TINY, "--data", str(data), "--out", str(first))[0] == 0  # a yolov5n detector
+    weights = str(first / "weights" / "last.pt")
+    no_backbone = [a for i, a in enumerate(TINY) if "--backbone" not in TINY[max(i - 1, 0):i + 1]]
+    code, _, err = cli("train", *no_backbone, "--data", str(data), "--out", str(tmp_path / "second"),
+                       "--weights", weights)
+    assert code == 0, err
+    assert "yoloswap yolov5n detector" in " ".join(err.split())
+    ckpt = load_checkpoint(tmp_path / "second" / "weights" / "last.pt")
+    assert ckpt["config"]["options"]["backbone"] == "yolov5n"
+    assert "detector tensors from" in err and "re-initialised" not in err  # every tensor came from the file
+
+    code, _, err = cli("train", *no_backbone, "--backbone", "yolov5m", "--data", str(data),
+                       "--out", str(tmp_path / "third"), "--weights", weights)
+    error = err.strip().splitlines()[-1]  # after the data line, one error line
+    assert code == 2 and error.startswith("Error:") and "yolov5n detector" in error and "--backbone yolov5m" in error
+    assert not (tmp_path / "third").exists()
+
+
 def test_a_non_finite_loss_stops_the_run_with_a_message(cli, tmp_path, monkeypatch):
     import yoloswap.losses as losses
 

@@ -64,7 +64,7 @@ def cpu_precision(model: torch.nn.Module, describe: dict, batch: int, size: int,
     this CPU; measured once per ``describe`` (what makes the model the model: preset spec, plan), batch and size,
     then read back."""
     key = {"model": describe, "batch": batch, "size": size, "cpu": cpu_model(), "threads": torch.get_num_threads(),
-           "torch": torch.__version__, "v": 2}  # v2: depthwise backward changed (models/depthwise.py)
+           "torch": torch.__version__, "v": 3}  # v2, v3: depthwise backward changed (models/depthwise.py)
     path = remembered_path("cpu-precision", key)
     known = read_remembered(path)
     if known is not None and known.get("dtype") in DTYPES:

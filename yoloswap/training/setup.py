@@ -147,12 +147,10 @@ def build_model(options: TrainOptions, data: Data, resume_ckpt: dict | None, dis
     else:
         init_ckpt = _detector_checkpoint(options.weights)  # read once: decides how --weights is used
         size = (options.img_size, options.img_size)
-        base = resolve_backbone(options.backbone)
-        if init_ckpt is not None and "origin" in init_ckpt:  # a YOLOv5 / Ultralytics / MMYOLO detector file
-            origin = init_ckpt["origin"]
-            base = preset_from_dict(init_ckpt["config"]["preset"], origin=str(options.weights))
-            log(f"weights: {options.weights} is a {origin['codebase']} {origin['preset']} detector "
-                f"(head {base.head}, {len(init_ckpt['names'])} classes); training that architecture")
+        if init_ckpt is not None:  # a detector file fine-tunes its own architecture
+            base = _detector_file_preset(init_ckpt, options, log)
+        else:
+            base = resolve_backbone(options.backbone)
         given = _with_overrides(base, options, init_ckpt is not None)
         if init_ckpt is None:
             given = _normalized_for_weights(given, options.backbone, log)
@@ -338,6 +336,25 @@ def _detector_checkpoint(weights: str | None) -> dict | None:
         return read_detector_file(Path(weights))
     except CheckpointError:
         return None
+
+
+def _detector_file_preset(ckpt: dict, options: TrainOptions, log):
+    """The preset of the detector in ``--weights`` (yoloswap's own, or a YOLOv5 / Ultralytics / MMYOLO file), which
+    the run fine-tunes, as ``yolo train model=best.pt`` does: the file decides the architecture. A ``--backbone``
+    that names another one is refused: loading a detector into a different one keeps almost nothing of it."""
+    from yoloswap.backbones.resolve import resolve_backbone
+    from yoloswap.config.presets import preset_from_dict
+
+    preset = preset_from_dict(ckpt["config"]["preset"], origin=str(options.weights))
+    named = options.backbone != TrainOptions.backbone  # the field's default unless --backbone was given
+    if named and resolve_backbone(options.backbone).name != preset.name:
+        raise UsageError(f"--weights {options.weights} holds a {preset.name} detector, and --backbone "
+                         f"{options.backbone} asks for another: leave --backbone out to fine-tune that detector, or "
+                         "give --weights backbone weights for the backbone you name")
+    codebase = ckpt["origin"]["codebase"] if "origin" in ckpt else "yoloswap"
+    log(f"weights: {options.weights} is a {codebase} {preset.name} detector (head {preset.head}, "
+        f"{len(ckpt['names'])} classes); training that architecture")
+    return preset
 
 
 def _load_initial_weights(model, preset, options: TrainOptions, init_ckpt: dict | None, log):
