@@ -9,9 +9,9 @@ Two cheaper ways give the same gradients:
   (stride 1, "same" padding), which runs at the forward's speed;
 - the gradient of the weight is the correlation of each input plane with its own output-gradient plane: one
   depthwise convolution over batch × channels groups whose kernel is the output gradient (k × k outputs each),
-  summed over the batch, in float32. oneDNN runs that forward convolution 1.3× (stage 1) to 17× (stage 4) faster
-  than its float32 backward-weights primitive, and 2–8× faster than the bf16 one (``bench/depthwise_speed.py``);
-  it sums the products of the bf16-rounded activations in float32, so it is more exact than the bf16 primitive.
+  summed over the batch, in float32. oneDNN runs that forward convolution 1.3× (ConvNeXt-T's stage 1 at 160 px)
+  to 17× (stage 4) faster than its float32 backward-weights primitive (bench/RESULTS.md §13), which was itself
+  faster than the bf16 one; it sums the products of the bf16-rounded activations in float32, as that primitive did.
   The bias gradient is a sum of the output gradient.
 
 :func:`use_fast_depthwise_backward` switches a model's qualifying convolutions to it in place (their class changes;

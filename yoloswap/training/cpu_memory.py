@@ -53,4 +53,3 @@ def give_back_memory() -> None:
     libc.mallopt(M_MMAP_MAX, DEFAULT_MMAP_MAX)
     libc.mallopt(M_TRIM_THRESHOLD, DEFAULT_TRIM_THRESHOLD)
     libc.malloc_trim(0)
-
