@@ -12,7 +12,7 @@ import sys
 import pytest
 import torch
 
-from tests.yolo_standins import Model, real_names, save_like_release
+from tests.yolo_standins import V8_YAML, Model, real_names, save_like_release
 from yoloswap.assembly import detector_from_checkpoint
 from yoloswap.errors import CheckpointError
 from yoloswap.foreign_detector import read_detector_file
@@ -20,9 +20,9 @@ from yoloswap.foreign_pickle import is_inert, module_tensors, read_foreign
 from yoloswap.models.head import COCO_ANCHORS
 
 
-def _reference(head: str, widen: float = 0.25, nc: int = 5) -> Model:
+def _reference(head: str, widen: float = 0.25, nc: int = 5, layout=None) -> Model:
     torch.manual_seed(0)
-    model = Model(widen=widen, nc=nc, head=head).eval()
+    model = Model(widen=widen, nc=nc, head=head, layout=layout).eval()
     with torch.no_grad():
         for m in model.modules():
             if isinstance(m, torch.nn.BatchNorm2d):  # statistics away from 0/1, so a wrong BN mapping shows
@@ -262,3 +262,67 @@ def test_a_presets_weights_refuse_a_malicious_file(tmp_path):
     with pytest.raises(CheckpointError, match=r"arbitrary unpickling \(it calls"):
         load_backbone_weights(build_backbone(preset), preset.weights, preset)
     assert not marker.exists()
+
+
+def _yolov8n_file(tmp_path):
+    reference = _reference("yolov8", layout=V8_YAML)  # yolov8n: width 0.25, depth 0.33, 1024 cap
+    path = tmp_path / "yolov8n.pt"
+    save_like_release(reference, path, "yolov8")
+    return reference, path
+
+
+def test_an_ultralytics_yolov8_files_backbone_loads_into_the_yolov8_preset_and_computes_the_same(tmp_path):
+    """Layers 0-9 of yolov8.yaml are yoloswap's C2f CSPDarknet under other names: loaded, it outputs what the
+    file's layers 4, 6 and 9 output (the stand-in runs Ultralytics' wiring, not yoloswap's)."""
+    import dataclasses
+
+    from yoloswap.backbones.resolve import resolve_backbone
+    from yoloswap.backbones.sources import build_backbone
+    from yoloswap.backbones.weights import load_backbone_weights
+
+    reference, path = _yolov8n_file(tmp_path)
+    preset = dataclasses.replace(resolve_backbone("yolov8n"), weights=str(path))
+    backbone = build_backbone(preset).eval()
+    report = load_backbone_weights(backbone, preset.weights, preset)
+    assert report.loaded == report.total > 0
+    x = torch.rand(1, 3, 64, 64)
+    with torch.no_grad():
+        want, y = [], x
+        for index, layer in enumerate(reference.model[:10]):
+            y = layer(y)
+            if index in (4, 6, 9):  # P3, P4, P5
+                want.append(y)
+        got = backbone(x)
+    assert len(got) == 3
+    for a, b in zip(got, want):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
+
+
+def test_an_ultralytics_yolov8_detector_is_not_read_as_a_detector_and_the_error_names_the_backbone_route(tmp_path):
+    _, path = _yolov8n_file(tmp_path)
+    with pytest.raises(CheckpointError, match=r"Ultralytics YOLOv8 detector, whose C2f neck yoloswap does not build"
+                                              r".*yoloswap train --backbone yolov8n --weights "):
+        read_detector_file(path)
+
+
+@pytest.mark.slow
+def test_train_starts_the_yolov8_preset_from_an_ultralytics_yolov8_files_backbone(cli, tmp_path):
+    from tests.make_data import ultralytics_set
+    from yoloswap.checkpoint import load_checkpoint
+
+    reference, path = _yolov8n_file(tmp_path)
+    data = ultralytics_set(tmp_path / "data", names_as_dict=False)
+    code, _, err = cli("train", "--backbone", "yolov8n", "--weights", str(path), "--data", str(data), "--epochs", "1",
+                       "--img-size", "64", "--batch-size", "4", "--workers", "0", "--device", "cpu",
+                       "--frozen-stages", "4", "--out", str(tmp_path / "run"))
+    assert code == 0, err
+    state = load_checkpoint(tmp_path / "run" / "weights" / "last.pt")["model"]
+    torch.testing.assert_close(state["backbone.body.stage4.1.main_conv.conv.weight"],
+                               reference.model[8].cv1.conv.weight)  # frozen: the file's C2f at layer 8, unchanged
+
+    # without --backbone, the one line says which preset takes the file, and no run folder is made
+    code, _, err = cli("train", "--weights", str(path), "--data", str(data), "--epochs", "1", "--img-size", "64",
+                       "--workers", "0", "--device", "cpu", "--out", str(tmp_path / "other"))
+    assert code == 1 and err.strip().splitlines()[-1].startswith("Error:")
+    assert "yoloswap train --backbone yolov8n --weights" in " ".join(err.split())
+    assert not (tmp_path / "other").exists()

@@ -28,6 +28,19 @@ V5_YAML = [
     (-1, 1, "Conv", (512, 3, 2)), ((-1, 10), 1, "Concat", ()), (-1, 3, "C3", (1024, False)),
     ((17, 20, 23), 1, "Detect", ()),
 ]
+# yolov8.yaml (Ultralytics): the C2f backbone, its C2f neck without lateral convs, Detect at 22; widths capped at
+# ``max_channels`` before scaling (1024 for n/s)
+V8_YAML = [
+    (-1, 1, "Conv", (64, 3, 2)), (-1, 1, "Conv", (128, 3, 2)), (-1, 3, "C2f", (128, True)),
+    (-1, 1, "Conv", (256, 3, 2)), (-1, 6, "C2f", (256, True)), (-1, 1, "Conv", (512, 3, 2)),
+    (-1, 6, "C2f", (512, True)), (-1, 1, "Conv", (1024, 3, 2)), (-1, 3, "C2f", (1024, True)),
+    (-1, 1, "SPPF", (1024, 5)),
+    (-1, 1, "Upsample", ()), ((-1, 6), 1, "Concat", ()), (-1, 3, "C2f", (512,)),
+    (-1, 1, "Upsample", ()), ((-1, 4), 1, "Concat", ()), (-1, 3, "C2f", (256,)),
+    (-1, 1, "Conv", (256, 3, 2)), ((-1, 12), 1, "Concat", ()), (-1, 3, "C2f", (512,)),
+    (-1, 1, "Conv", (512, 3, 2)), ((-1, 9), 1, "Concat", ()), (-1, 3, "C2f", (1024,)),
+    ((15, 18, 21), 1, "Detect", ()),
+]
 ANCHORS_GRID = torch.tensor([[[10, 13], [16, 30], [33, 23]], [[30, 61], [62, 45], [59, 119]],
                              [[116, 90], [156, 198], [373, 326]]], dtype=torch.float32) / torch.tensor(
     [8.0, 16.0, 32.0]).view(3, 1, 1)
@@ -36,6 +49,32 @@ ANCHORS_GRID = torch.tensor([[[10, 13], [16, 30], [33, 23]], [[30, 61], [62, 45]
 class Concat(nn.Module):
     def forward(self, xs):
         return torch.cat(xs, 1)
+
+
+class Bottleneck(nn.Module):
+    """Ultralytics' Bottleneck as C2f uses it: two 3x3 Convs at the same width, a shortcut when asked."""
+
+    def __init__(self, c, shortcut):
+        super().__init__()
+        self.cv1, self.cv2, self.add = Conv(c, c, 3), Conv(c, c, 3), shortcut
+
+    def forward(self, x):
+        return x + self.cv2(self.cv1(x)) if self.add else self.cv2(self.cv1(x))
+
+
+class C2f(nn.Module):
+    """Ultralytics' C2f: cv1 makes two halves, each bottleneck takes the last piece, cv2 merges every piece."""
+
+    def __init__(self, c1, c2, n=1, shortcut=False):
+        super().__init__()
+        self.c = int(c2 * 0.5)
+        self.cv1, self.cv2 = Conv(c1, 2 * self.c, 1), Conv((2 + n) * self.c, c2, 1)
+        self.m = nn.ModuleList(Bottleneck(self.c, shortcut) for _ in range(n))
+
+    def forward(self, x):
+        y = list(self.cv1(x).chunk(2, 1))
+        y.extend(m(y[-1]) for m in self.m)
+        return self.cv2(torch.cat(y, 1))
 
 
 class DetectV5(nn.Module):
@@ -69,17 +108,19 @@ class DetectV8(nn.Module):
 class Model(nn.Module):
     """The detector as YOLOv5's ``parse_model`` lays it out: ``self.model`` a Sequential, ``f`` on each layer."""
 
-    def __init__(self, widen=0.25, deepen=0.33, nc=80, head="yolov5"):
+    def __init__(self, widen=0.25, deepen=0.33, nc=80, head="yolov5", layout=None, max_channels=1024):
         super().__init__()
         import math
         ch, layers = [3], []
-        for i, (f, n, name, args) in enumerate(V5_YAML):
+        for i, (f, n, name, args) in enumerate(layout or V5_YAML):
             n = max(round(n * deepen), 1) if n > 1 else n
-            width = lambda c: int(math.ceil(c * widen / 8) * 8)  # noqa: E731
+            width = lambda c: int(math.ceil(min(c, max_channels) * widen / 8) * 8)  # noqa: E731
             if name == "Conv":
                 c2 = width(args[0]); m = Conv(ch[-1], c2, *args[1:])
             elif name == "C3":
                 c2 = width(args[0]); m = C3(ch[-1], c2, n, *args[1:])
+            elif name == "C2f":
+                c2 = width(args[0]); m = C2f(ch[-1], c2, n, *args[1:])
             elif name == "SPPF":
                 c2 = width(args[0]); m = SPPF(ch[-1], c2, args[1])
             elif name == "Upsample":
@@ -110,7 +151,8 @@ REAL_NAMES = {  # class -> (module it lives in, name) in the real packages
                C3: ("models.common", "C3"), SPPF: ("models.common", "SPPF"), Concat: ("models.common", "Concat")},
     "yolov8": {Model: ("ultralytics.nn.tasks", "DetectionModel"), DetectV8: ("ultralytics.nn.modules.head", "Detect"),
                Conv: ("ultralytics.nn.modules.conv", "Conv"), C3: ("ultralytics.nn.modules.block", "C3"),
-               SPPF: ("ultralytics.nn.modules.block", "SPPF"), Concat: ("ultralytics.nn.modules.conv", "Concat")},
+               SPPF: ("ultralytics.nn.modules.block", "SPPF"), Concat: ("ultralytics.nn.modules.conv", "Concat"),
+               C2f: ("ultralytics.nn.modules.block", "C2f"), Bottleneck: ("ultralytics.nn.modules.block", "Bottleneck")},
 }
 
 

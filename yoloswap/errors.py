@@ -56,6 +56,10 @@ class CheckpointError(YoloswapError):
     """A checkpoint is missing, corrupt, unsafe to unpickle, or does not fit the model."""
 
 
+class BackboneOnlyFile(CheckpointError):
+    """A detector file of which yoloswap can use the backbone only (its message names the preset that takes it)."""
+
+
 class WeightsError(YoloswapError):
     """Pretrained weights cannot be fetched or do not match the backbone."""
 

@@ -18,9 +18,10 @@ import torch
 from yoloswap.assembly import CHECKPOINT_FORMAT, DetectorPlan, detector_from_plan, is_detector_checkpoint
 from yoloswap.backbones.resolve import resolve_backbone
 from yoloswap.backbones.sources import build_backbone
-from yoloswap.backbones.yolo_key_maps import LEVEL_STRIDES, Translated, find_origin, translate
+from yoloswap.backbones.yolo_key_maps import (LEVEL_STRIDES, ULTRALYTICS_V8, Translated, find_origin,
+                                              is_ultralytics_v8, translate)
 from yoloswap.backbones.key_maps import unwrap_state_dict
-from yoloswap.errors import CheckpointError
+from yoloswap.errors import BackboneOnlyFile, CheckpointError
 from yoloswap.foreign_pickle import Inert, module_tensors, read_foreign
 from yoloswap.models.cspdarknet import scale_channels, scale_depth
 from yoloswap.safeload import load_checkpoint
@@ -49,6 +50,9 @@ def read_detector_file(path: Path | str) -> dict:
     return converted
 
 
+V8_SIZES = {16: "n", 32: "s", 48: "m", 64: "l"}  # yolov8*.yaml's stem width (64 × width) -> the preset's size
+
+
 def foreign_checkpoint(obj, path: Path | str) -> dict | None:
     """The yoloswap checkpoint for a foreign YOLO file's contents ``obj``, or ``None`` if it is not one."""
     if not isinstance(obj, dict):
@@ -60,6 +64,12 @@ def foreign_checkpoint(obj, path: Path | str) -> dict | None:
     else:
         state, _ = unwrap_state_dict(obj)
         names = _mm_names(obj)
+    if is_ultralytics_v8(list(state)):
+        size = V8_SIZES.get(state["model.0.conv.weight"].shape[0], "n/s/m/l") if "model.0.conv.weight" in state \
+            else "n/s/m/l"
+        raise BackboneOnlyFile(f"{path}: an {ULTRALYTICS_V8} detector, whose C2f neck yoloswap does not build; its "
+                               f"backbone loads as backbone weights: yoloswap train --backbone yolov8{size} "
+                               f"--weights {path}")
     origin = find_origin(list(state))
     if origin is None:
         return None

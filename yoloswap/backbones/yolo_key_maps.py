@@ -123,6 +123,37 @@ class Translated:
     num_classes: int
 
 
+# Ultralytics YOLOv8 (yolov8.yaml): layers 0-9 are the C2f CSPDarknet of the yolov8n/s/m/l presets, in the order of
+# YOLOv5's backbone; Ultralytics names a C2f ``cv1``/``cv2``/``m.i.cv1``, yoloswap (as MMYOLO) ``main_conv``/
+# ``final_conv``/``blocks.i.conv1``, and SPPF's ``cv1``/``cv2`` ``conv1``/``conv2``. Its neck (C2f, no lateral convs)
+# is not the YOLOv5 neck yoloswap builds, so only the backbone has a counterpart: a backbone-weights source.
+V8_DETECT = 22
+_V8_BODY = [(r"^m\.(\d+)\.cv([12])\.", r"blocks.\1.conv\2."), (r"^cv1\.", "main_conv."), (r"^cv2\.", "final_conv.")]
+_V8_SPPF = [(r"^cv([12])\.", r"conv\1.")]
+ULTRALYTICS_V8 = "Ultralytics YOLOv8"
+
+
+def is_ultralytics_v8(keys: list[str]) -> bool:
+    """Keys of an Ultralytics YOLOv8 detector: its Detect (cv2/cv3 branches) at layer 22, C2f blocks at layer 2."""
+    return _has(rf"^model\.{V8_DETECT}\.cv2\.0\.")(keys) and _has(r"^model\.2\.m\.0\.cv1\.")(keys)
+
+
+def v8_backbone_tensors(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The C2f CSPDarknet (layers 0-9) of an Ultralytics YOLOv8 state dict under yoloswap's backbone-body names,
+    as float32; the neck and head are left out."""
+    out = {}
+    for key, value in state.items():
+        m = re.match(r"^model\.(\d+)\.(.+)$", key)
+        if not m or int(m.group(1)) > 9 or key.endswith("num_batches_tracked"):
+            continue
+        index, rest = int(m.group(1)), m.group(2)
+        for pattern, repl in _V8_SPPF if index == 9 else _V8_BODY:
+            rest = re.sub(pattern, repl, rest)
+        body = V5_LAYERS[index][len("backbone.body."):]
+        out[f"{body}.{rest}"] = value.float() if value.is_floating_point() else value
+    return out
+
+
 def find_origin(keys: list[str]) -> YoloOrigin | None:
     """The table row whose naming ``keys`` follow, or ``None``."""
     return next((o for o in ORIGINS if o.claims(keys)), None)
@@ -176,8 +207,10 @@ def read_yolo_file(path: Path) -> dict:
 
 
 def yolo_backbone_tensors(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor] | None:
-    """The CSPDarknet of a YOLO detector state dict, named as yoloswap's backbone body; ``None`` if ``state`` is
-    not one (backbone-only loading: the neck and head of the file are left out)."""
+    """The CSPDarknet of a YOLO detector state dict (YOLOv5, YOLOv5u, MMYOLO YOLOv5, Ultralytics YOLOv8), named as
+    yoloswap's backbone body; ``None`` if ``state`` is not one (the neck and head of the file are left out)."""
+    if is_ultralytics_v8(list(state)):
+        return v8_backbone_tensors(state)
     origin = find_origin(list(state))
     if origin is None:
         return None

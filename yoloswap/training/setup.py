@@ -23,7 +23,7 @@ from yoloswap.backbones.sources import build_backbone
 from yoloswap.config.options import TrainOptions, default_workers
 from yoloswap.config.presets import NormOverride
 from yoloswap.device import resolve_device
-from yoloswap.errors import CheckpointError, UsageError
+from yoloswap.errors import BackboneOnlyFile, CheckpointError, UsageError
 from yoloswap.foreign_detector import read_detector_file
 from yoloswap.models.depthwise import use_fast_depthwise_backward
 from yoloswap.training import cpu_conv_guard, cpu_memory, distributed
@@ -145,10 +145,11 @@ def build_model(options: TrainOptions, data: Data, resume_ckpt: dict | None, dis
         plan = DetectorPlan.from_dict(resume_ckpt["plan"])
         model = detector_from_plan(build_backbone(preset), plan, preset)
     else:
-        init_ckpt = _detector_checkpoint(options.weights)  # read once: decides how --weights is used
+        named = options.backbone != TrainOptions.backbone  # the field's default unless --backbone was given
+        init_ckpt = _detector_checkpoint(options.weights, named)  # read once: decides how --weights is used
         size = (options.img_size, options.img_size)
         if init_ckpt is not None:  # a detector file fine-tunes its own architecture
-            base = _detector_file_preset(init_ckpt, options, log)
+            base = _detector_file_preset(init_ckpt, options, named, log)
         else:
             base = resolve_backbone(options.backbone)
         given = _with_overrides(base, options, init_ckpt is not None)
@@ -325,20 +326,26 @@ def _normalized_for_weights(preset, backbone: str, log):
     return preset
 
 
-def _detector_checkpoint(weights: str | None) -> dict | None:
+def _detector_checkpoint(weights: str | None, backbone_named: bool) -> dict | None:
     """``--weights`` as a yoloswap detector checkpoint (to fine-tune), or None when it is backbone weights.
 
-    A file that cannot be read is left to the backbone loader, whose error names what is wrong with it.
+    A file that cannot be read is left to the backbone loader, whose error names what is wrong with it. A detector
+    whose backbone alone can be used (an Ultralytics YOLOv8 file) is backbone weights for a named ``--backbone``;
+    without one, its error says which preset takes it.
     """
     if weights is None or not Path(weights).is_file() or Path(weights).suffix not in (".pt", ".pth"):
         return None
     try:  # yoloswap's own, or a YOLOv5 / Ultralytics / MMYOLO detector file read as one
         return read_detector_file(Path(weights))
+    except BackboneOnlyFile:
+        if not backbone_named:
+            raise
+        return None
     except CheckpointError:
         return None
 
 
-def _detector_file_preset(ckpt: dict, options: TrainOptions, log):
+def _detector_file_preset(ckpt: dict, options: TrainOptions, backbone_named: bool, log):
     """The preset of the detector in ``--weights`` (yoloswap's own, or a YOLOv5 / Ultralytics / MMYOLO file), which
     the run fine-tunes, as ``yolo train model=best.pt`` does: the file decides the architecture. A ``--backbone``
     that names another one is refused: loading a detector into a different one keeps almost nothing of it."""
@@ -346,8 +353,7 @@ def _detector_file_preset(ckpt: dict, options: TrainOptions, log):
     from yoloswap.config.presets import preset_from_dict
 
     preset = preset_from_dict(ckpt["config"]["preset"], origin=str(options.weights))
-    named = options.backbone != TrainOptions.backbone  # the field's default unless --backbone was given
-    if named and resolve_backbone(options.backbone).name != preset.name:
+    if backbone_named and resolve_backbone(options.backbone).name != preset.name:
         raise UsageError(f"--weights {options.weights} holds a {preset.name} detector, and --backbone "
                          f"{options.backbone} asks for another: leave --backbone out to fine-tune that detector, or "
                          "give --weights backbone weights for the backbone you name")
