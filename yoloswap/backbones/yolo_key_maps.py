@@ -5,7 +5,8 @@ One table row per origin: YOLOv5 v6.1 (``model.N.*``, its ``Detect`` at index 24
 Ultralytics YOLOv5u (the same ``model.N.*`` layers with the anchor-free ``Detect``: ``cv2``/``cv3``/``dfl``), and
 MMYOLO's YOLOv5 (``backbone.``/``neck.``/``bbox_head.`` with ConvModule/CSPLayer names). The layers are the same
 blocks in the same order, so each map is a renaming; only the anchors (grid units → pixels) and the DFL bins
-(a 1×1 conv weight → a vector) change form.
+(a 1×1 conv weight → a vector) change form. Ultralytics YOLOv8 files map as far as their backbone (the ``yolov8*``
+presets' C2f CSPDarknet): their neck is not the one yoloswap builds.
 """
 
 from __future__ import annotations
