@@ -25,14 +25,15 @@ def rss_mib():
 if sys.argv[1] == "keep":
     assert cpu_memory.keep_freed_memory()
 net = torch.nn.Sequential(torch.nn.Conv2d(16, 32, 3, padding=1), torch.nn.ReLU(), torch.nn.Conv2d(32, 16, 3, padding=1))
-def step():  # activations and gradients of 9 to 38 MiB
-    x = torch.randn(16, 16, 96, 96, requires_grad=True)
+def step():  # activations and gradients of 20 to 40 MiB: above glibc's largest mmap threshold (32 MiB) in part
+    x = torch.randn(16, 16, 144, 144, requires_grad=True)
     net(x).square().mean().backward()
-for _ in range(3):
+for _ in range(3):  # warm up: the heap settles to the steps' sizes
     step()
 before = faults()
-step()
-print(faults() - before, end=" ")
+for _ in range(2):
+    step()
+print((faults() - before) // 2, end=" ")
 held = rss_mib()
 cpu_memory.give_back_memory()
 print(round(held - rss_mib()))
@@ -50,7 +51,7 @@ def test_a_step_reuses_the_memory_the_last_step_freed_and_training_gives_it_back
     if default_faults < 4096:
         pytest.skip(f"{default_faults} page faults a step with glibc's defaults here (huge pages?): nothing to save")
     kept_faults, given_back_mib = _run("keep")
-    assert kept_faults < default_faults // 20, (kept_faults, default_faults)
+    assert kept_faults < default_faults // 5, (kept_faults, default_faults)  # 0 against ~20,000 here
     assert given_back_mib >= 32  # the steps' freed activations leave the process when training returns
 
 
