@@ -65,8 +65,8 @@ def foreign_checkpoint(obj, path: Path | str) -> dict | None:
         state, _ = unwrap_state_dict(obj)
         names = _mm_names(obj)
     if is_ultralytics_v8(list(state)):
-        size = V8_SIZES.get(state["model.0.conv.weight"].shape[0], "n/s/m/l") if "model.0.conv.weight" in state \
-            else "n/s/m/l"
+        stem = state.get("model.0.conv.weight")
+        size = V8_SIZES.get(stem.shape[0] if stem is not None else 0, "n/s/m/l")
         raise BackboneOnlyFile(f"{path}: an {ULTRALYTICS_V8} detector, whose C2f neck yoloswap does not build; its "
                                f"backbone loads as backbone weights: yoloswap train --backbone yolov8{size} "
                                f"--weights {path}")
